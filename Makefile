@@ -1,0 +1,27 @@
+# egom2p: the two set-up commands of the README are `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_OUT ?= demo_out
+
+.PHONY: setup demo test test-fast bench gpu-bench prefect-up prefect-down clean
+
+setup:
+	@VENV=$(VENV) bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/egom2p demo --out $(DEMO_OUT)
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+gpu-bench: setup
+	bash benchmarks/gpu/run_all.sh
+
+clean:
+	rm -rf $(DEMO_OUT) .scratch

@@ -1,0 +1,275 @@
+"""Clips tables: one Lance table per dataset holding standard clips, one row per clip.
+
+Storage layout of a row (schema :data:`CLIPS_SCHEMA`, format :data:`CLIPS_FORMAT`):
+
+* scalar fields of :class:`~egom2p.clip.Clip` as columns (clip_id, dataset, sequence, split, ...);
+* ``rgb_mp4``: the RGB frames as H.264 mp4 bytes (CRF 18, yuv420p), decoded on read;
+* ``depth_f16``: the normalised inverse depth as float16 [60, H, W] compressed with Blosc-zstd
+  (numcodecs, the codec library of Zarr); NaN survives. Depth is kept in the row (not in a side
+  Zarr store) so a row is written atomically with all its modalities: an interrupted write never
+  leaves depth without its clip or the other way round;
+* ``gaze`` and ``cam``: float32 fixed-size lists (bit-exact round trip); masks as bool lists;
+* ``provenance``: JSON text.
+
+Every write appends one Lance version; clip ids already in the table are skipped, so re-running
+curation neither duplicates nor loses rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from .clip import Clip
+from .modalities import CLIP_FPS, CLIP_FRAMES, GAZE_VALID_RANGE
+from .video import decode, encode_h264
+
+CLIPS_FORMAT = "egom2p-clips/1"
+_META_FORMAT = b"egom2p.format"
+_META_CLIP = b"egom2p.clip"
+CLIP_CONSTANTS = {"frames": CLIP_FRAMES, "fps": CLIP_FPS, "gaze_valid_range": list(GAZE_VALID_RANGE)}
+
+CLIPS_SCHEMA = pa.schema(
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("sequence", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("start_frame", pa.int32(), nullable=False),
+        pa.field("fps", pa.int16(), nullable=False),
+        pa.field("num_frames", pa.int16(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("intrinsics", pa.list_(pa.float64(), 4), nullable=False),
+        pa.field("camera_model", pa.string(), nullable=False),
+        pa.field("distortion", pa.list_(pa.float64()), nullable=False),
+        pa.field("is_gray", pa.bool_(), nullable=False),
+        pa.field("frame_valid", pa.list_(pa.bool_(), CLIP_FRAMES), nullable=False),
+        pa.field("rgb_mp4", pa.large_binary()),
+        pa.field("depth_f16", pa.large_binary()),
+        pa.field("depth_source", pa.string()),
+        pa.field("depth_range", pa.list_(pa.float32(), 2)),
+        pa.field("gaze", pa.list_(pa.float32(), CLIP_FRAMES * 2)),
+        pa.field("gaze_valid", pa.list_(pa.bool_(), CLIP_FRAMES)),
+        pa.field("cam", pa.list_(pa.float32(), CLIP_FRAMES * 16)),
+        pa.field("provenance", pa.string(), nullable=False),
+    ],
+    metadata={_META_FORMAT: CLIPS_FORMAT.encode(), _META_CLIP: json.dumps(CLIP_CONSTANTS).encode()},
+)
+
+#: Columns without the large arrays: cheap to scan for indexes, counts and coverage.
+INDEX_COLUMNS = [
+    "clip_id", "dataset", "sequence", "split", "start_frame", "width", "height", "is_gray", "depth_source",
+]
+
+
+class ClipsTableError(RuntimeError):
+    """A clips table cannot be read or written; the message names the table and the problem."""
+
+
+def _codec():
+    from numcodecs import Blosc
+
+    return Blosc(cname="zstd", clevel=3, shuffle=Blosc.SHUFFLE)
+
+
+def encode_depth(depth: np.ndarray) -> bytes:
+    return bytes(_codec().encode(np.ascontiguousarray(depth, dtype=np.float16)))
+
+
+def decode_depth(blob: bytes, n: int, h: int, w: int) -> np.ndarray:
+    arr = np.frombuffer(_codec().decode(blob), dtype=np.float16)
+    return arr.reshape(n, h, w).astype(np.float32)
+
+
+def clip_to_row(clip: Clip) -> dict:
+    """Validate a clip and turn it into a row of :data:`CLIPS_SCHEMA` (encodes RGB and depth)."""
+    clip.validate()
+    return {
+        "clip_id": clip.clip_id,
+        "dataset": clip.dataset,
+        "sequence": clip.sequence,
+        "split": clip.split,
+        "start_frame": int(clip.start_frame),
+        "fps": int(clip.fps),
+        "num_frames": int(clip.num_frames),
+        "width": int(clip.width),
+        "height": int(clip.height),
+        "intrinsics": [float(v) for v in clip.intrinsics],
+        "camera_model": clip.camera_model,
+        "distortion": [float(v) for v in clip.distortion],
+        "is_gray": bool(clip.is_gray),
+        "frame_valid": [bool(v) for v in clip.frame_valid],
+        "rgb_mp4": encode_h264(clip.rgb, fps=clip.fps) if clip.rgb is not None else None,
+        "depth_f16": encode_depth(clip.depth) if clip.depth is not None else None,
+        "depth_source": clip.depth_source,
+        "depth_range": [float(v) for v in clip.depth_range] if clip.depth_range is not None else None,
+        "gaze": clip.gaze.reshape(-1).tolist() if clip.gaze is not None else None,
+        "gaze_valid": [bool(v) for v in clip.gaze_valid] if clip.gaze is not None else None,
+        "cam": clip.cam.reshape(-1).tolist() if clip.cam is not None else None,
+        "provenance": json.dumps(clip.provenance, sort_keys=True, default=str),
+    }
+
+
+def row_to_clip(row: dict, decode_rgb: bool = True, decode_depth_: bool = True) -> Clip:
+    n, h, w = row["num_frames"], row["height"], row["width"]
+    rgb = None
+    if decode_rgb and row.get("rgb_mp4") is not None:
+        rgb = decode(row["rgb_mp4"])
+        if rgb.shape != (n, h, w, 3):
+            raise ClipsTableError(f"clip {row['clip_id']}: decoded RGB has shape {rgb.shape}, expected {(n, h, w, 3)}")
+    depth = None
+    if decode_depth_ and row.get("depth_f16") is not None:
+        depth = decode_depth(row["depth_f16"], n, h, w)
+    gaze = np.asarray(row["gaze"], dtype=np.float32).reshape(n, 2) if row.get("gaze") is not None else None
+    cam = np.asarray(row["cam"], dtype=np.float32).reshape(n, 4, 4) if row.get("cam") is not None else None
+    return Clip(
+        dataset=row["dataset"],
+        sequence=row["sequence"],
+        start_frame=int(row["start_frame"]),
+        split=row["split"],
+        width=w,
+        height=h,
+        intrinsics=np.asarray(row["intrinsics"], dtype=np.float64),
+        camera_model=row["camera_model"],
+        distortion=np.asarray(row["distortion"], dtype=np.float64),
+        rgb=rgb,
+        depth=depth,
+        gaze=gaze,
+        cam=cam,
+        depth_source=row.get("depth_source"),
+        depth_range=np.asarray(row["depth_range"], dtype=np.float64) if row.get("depth_range") is not None else None,
+        frame_valid=np.asarray(row["frame_valid"], dtype=bool),
+        gaze_valid=np.asarray(row["gaze_valid"], dtype=bool) if row.get("gaze_valid") is not None else None,
+        is_gray=bool(row["is_gray"]),
+        fps=int(row["fps"]),
+        num_frames=n,
+        provenance=json.loads(row["provenance"]),
+    )
+
+
+def _open(path, version=None):
+    import lance
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ClipsTableError(f"{path}: clips table not found")
+    try:
+        ds = lance.dataset(path, version=version)
+    except Exception as e:
+        raise ClipsTableError(f"{path}: not a readable Lance clips table ({type(e).__name__}: {str(e)[:300]})") from e
+    check_clips_schema(ds.schema, path)
+    return ds
+
+
+def check_clips_schema(schema: pa.Schema, path: str = "") -> None:
+    """Refuse a table whose format version or clip constants differ from this code's."""
+    meta = schema.metadata or {}
+    fmt = meta.get(_META_FORMAT, b"").decode()
+    if fmt != CLIPS_FORMAT:
+        raise ClipsTableError(f"{path}: clips table format {fmt or 'missing'!r}, this code reads {CLIPS_FORMAT!r}")
+    consts = json.loads(meta.get(_META_CLIP, b"{}"))
+    if consts != CLIP_CONSTANTS:
+        raise ClipsTableError(f"{path}: clips table was written with clip constants {consts}, this code uses {CLIP_CONSTANTS}")
+    missing = [f.name for f in CLIPS_SCHEMA if f.name not in schema.names]
+    if missing:
+        raise ClipsTableError(f"{path}: clips table lacks columns {missing}")
+
+
+def existing_ids(path) -> set[str]:
+    """Clip ids already in the table (empty if the table does not exist yet)."""
+    if not os.path.exists(os.fspath(path)):
+        return set()
+    ds = _open(path)
+    return set(ds.to_table(columns=["clip_id"]).column("clip_id").to_pylist())
+
+
+def rows_to_table(rows: list[dict]) -> pa.Table:
+    """Rows (from :func:`clip_to_row`) -> an Arrow table with the clips schema (checked)."""
+    try:
+        return pa.Table.from_pylist(rows, schema=CLIPS_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise ClipsTableError(f"rows do not match the clips schema: {e}") from e
+
+
+def write_rows(path, rows: list[dict]) -> int:
+    """Append encoded rows to the clips table, skipping ids already present. Returns rows written."""
+    import lance
+
+    path = os.fspath(path)
+    have = existing_ids(path)
+    fresh, seen = [], set()
+    for r in rows:
+        if r["clip_id"] in have or r["clip_id"] in seen:
+            continue
+        seen.add(r["clip_id"])
+        fresh.append(r)
+    if not fresh:
+        return 0
+    table = rows_to_table(fresh)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    mode = "append" if os.path.exists(path) else "create"
+    lance.write_dataset(table, path, schema=CLIPS_SCHEMA, mode=mode)
+    return len(fresh)
+
+
+def write_clips(path, clips: Iterable[Clip]) -> int:
+    """Validate, encode and append clips to the clips table at ``path`` (idempotent). Returns rows written."""
+    return write_rows(path, [clip_to_row(c) for c in clips])
+
+
+def _filter(dataset: str | None, ids: Iterable[str] | None) -> str | None:
+    parts = []
+    if dataset is not None:
+        parts.append(f"dataset = '{_sql_str(dataset)}'")
+    if ids is not None:
+        ids = list(ids)
+        if not ids:
+            return "false"
+        parts.append("clip_id IN (" + ", ".join(f"'{_sql_str(i)}'" for i in ids) + ")")
+    return " AND ".join(parts) or None
+
+
+def _sql_str(s: str) -> str:
+    return str(s).replace("'", "''")
+
+
+def read_clips(path, dataset: str | None = None, ids: Iterable[str] | None = None, *, version=None,
+               decode_rgb: bool = True, decode_depth: bool = True, batch_size: int = 8) -> Iterator[Clip]:
+    """Iterate over the clips of a table (optionally one dataset, some ids, an older Lance version)."""
+    ds = _open(path, version=version)
+    columns = [f.name for f in CLIPS_SCHEMA]
+    if not decode_rgb:
+        columns.remove("rgb_mp4")
+    if not decode_depth:
+        columns.remove("depth_f16")
+    try:
+        for batch in ds.to_batches(columns=columns, filter=_filter(dataset, ids), batch_size=batch_size):
+            for row in batch.to_pylist():
+                yield row_to_clip(row, decode_rgb=decode_rgb, decode_depth_=decode_depth)
+    except ClipsTableError:
+        raise
+    except Exception as e:
+        raise ClipsTableError(f"{os.fspath(path)}: reading clips failed, the table may be truncated or corrupt "
+                              f"({type(e).__name__}: {str(e)[:300]})") from e
+
+
+def clips_index(path, version=None) -> pa.Table:
+    """The scalar columns of every row plus which modalities each clip has (no arrays decoded)."""
+    ds = _open(path, version=version)
+    try:
+        t = ds.to_table(columns=INDEX_COLUMNS)
+        flags = ds.to_table(columns={
+            "has_rgb": "rgb_mp4 IS NOT NULL", "has_depth": "depth_f16 IS NOT NULL",
+            "has_gaze": "gaze IS NOT NULL", "has_cam": "cam IS NOT NULL",
+        })
+    except Exception as e:
+        raise ClipsTableError(f"{os.fspath(path)}: reading the clips index failed ({type(e).__name__}: {str(e)[:300]})") from e
+    for name in flags.column_names:
+        t = t.append_column(name, flags.column(name))
+    return t

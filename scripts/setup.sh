@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create the virtual environment and install egom2p with its pinned dependencies.
+# Idempotent: re-running only installs what changed. Used by `make setup` (and so `make demo` / `make test`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+if ! command -v ffmpeg >/dev/null 2>&1; then
+  echo "[setup] installing ffmpeg from Debian"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq ffmpeg >/dev/null
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+stamp="$VENV/.egom2p-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements/lock.txt -nt "$stamp" ]; then
+  echo "[setup] installing torch (CPU build) and egom2p"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q torch==2.13.0
+  "$VENV/bin/python" -m pip install -q -e '.[dev]' -c requirements/lock.txt
+  touch "$stamp"
+fi
+echo "[setup] ready: $VENV ($("$VENV/bin/python" -c 'import egom2p; print("egom2p", egom2p.__version__)'))"

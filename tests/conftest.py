@@ -1,0 +1,41 @@
+"""Shared test setup: keep every tool's files inside the repository's scratch folder.
+
+Session-wide resources (a local Ray, a Prefect test harness) are started once here, lazily, by the
+fixtures that need them. Factories for synthetic data live in ``tests/factories.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRATCH = ROOT / ".scratch" / f"tests-{os.getpid()}"
+SCRATCH.mkdir(parents=True, exist_ok=True)
+os.environ.setdefault("PREFECT_HOME", str(SCRATCH / "prefect"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_API_ENABLE_HTTP2", "false")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("EGOM2P_SCRATCH", str(SCRATCH))
+sys.path.insert(0, str(Path(__file__).parent))
+
+REALDATA = ROOT.parent / "shared" / "realdata"
+
+
+@pytest.fixture(scope="session")
+def scratch() -> Path:
+    return SCRATCH
+
+
+@pytest.fixture(scope="session")
+def realdata() -> Path:
+    """../shared/realdata (real Aria / HOT3D files); tests using it skip only where the folder is absent."""
+    if not REALDATA.is_dir():
+        pytest.skip("../shared/realdata is not beside this checkout")
+    return REALDATA

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from egom2p import video
+from factories import moving_pattern, psnr
+
+
+def test_encode_decode_round_trip(tmp_path):
+    frames = moving_pattern(30, 64, 96)
+    data = video.encode_h264(frames, fps=30, path=tmp_path / "a.mp4")
+    assert (tmp_path / "a.mp4").read_bytes() == data
+    info = video.probe(tmp_path / "a.mp4")
+    assert (info.num_frames, info.width, info.height) == (30, 96, 64)
+    assert abs(info.fps - 30) < 1e-3
+    dec = video.decode(data)
+    assert dec.shape == frames.shape and dec.dtype == np.uint8
+    assert psnr(dec, frames) > 32  # H.264 at CRF 18, 4:2:0
+    part = video.decode(tmp_path / "a.mp4", [0, 7, 29])
+    assert np.array_equal(part, dec[[0, 7, 29]])
+    ts = video.frame_timestamps(tmp_path / "a.mp4")
+    assert np.allclose(np.diff(ts), 1 / 30, atol=1e-3)
+
+
+def test_corrupt_and_missing_video_give_clear_errors(tmp_path):
+    bad = tmp_path / "corrupt.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 20)
+    with pytest.raises(video.VideoError, match="corrupt.mp4: cannot decode"):
+        video.decode(bad)
+    with pytest.raises(video.VideoError, match="not found"):
+        video.probe(tmp_path / "missing.mp4")
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(video.VideoError, match="empty"):
+        video.probe(empty)
+    good = video.encode_h264(moving_pattern(10, 32, 32))
+    trunc = tmp_path / "truncated.mp4"
+    trunc.write_bytes(good[: len(good) // 3])
+    with pytest.raises(video.VideoError, match="truncated.mp4"):
+        video.decode(trunc)
+
+
+def test_resample_to_30fps_by_nearest_timestamp():
+    src = np.arange(0, 2.0, 1 / 24)  # a 24 FPS stream with one dropped frame
+    src = np.delete(src, 10)
+    times, idx = video.resample_indices(src, fps=30)
+    assert len(times) == int(np.floor(src[-1] * 30 + 1e-6)) + 1
+    assert np.all(np.abs(src[idx] - times) <= 1 / 24)
+    # a gap longer than 1.5 target periods is reported as missing
+    gappy = np.concatenate([np.arange(0, 1, 1 / 30), np.arange(1.5, 2, 1 / 30)])
+    _, idx = video.resample_indices(gappy, fps=30)
+    assert (idx == -1).sum() > 0
+
+
+def test_token_frames_and_causal_padding():
+    idx = video.token_frame_indices()
+    assert len(idx) == 16 and idx[0] == 0 and idx[-1] == 56
+    assert np.allclose(idx / 30, np.arange(16) / 8, atol=1 / 60)
+    x = np.arange(16)
+    padded = video.pad_causal(x)
+    assert len(padded) == 17 and padded[-1] == 15  # 1 + 4*4 frames -> 5 latent frames
+
+
+def test_gray_and_crop_resize():
+    g = np.random.default_rng(0).integers(0, 255, (3, 40, 60), dtype=np.uint8)
+    rgb = video.gray_to_rgb(g)
+    assert rgb.shape == (3, 40, 60, 3) and np.array_equal(rgb[..., 1], g)
+    out = video.center_crop_resize(rgb, 20)
+    assert out.shape == (3, 20, 20, 3)
