@@ -1,0 +1,184 @@
+"""Metrics on hand-constructed cases, and ATE/RTE/RRE against evo under the same alignment."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from egom2p import geometry as geo
+from egom2p import metrics as M
+from tests.factories import moving_pattern, walk_trajectory
+
+
+def _rot(axis: str, angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return {"x": np.array([[1, 0, 0], [0, c, -s], [0, s, c]]),
+            "y": np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]),
+            "z": np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])}[axis]
+
+
+def _noisy(T: np.ndarray, seed: int, t_sigma=0.02, r_sigma=0.01) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    out = T.copy()
+    for i in range(len(T)):
+        R = _rot("x", rng.normal(0, r_sigma)) @ _rot("y", rng.normal(0, r_sigma)) @ _rot("z", rng.normal(0, r_sigma))
+        out[i, :3, :3] = T[i, :3, :3] @ R
+        out[i, :3, 3] = T[i, :3, 3] + rng.normal(0, t_sigma, 3)
+    return out
+
+
+def test_translated_trajectory_known_ate():
+    ref = walk_trajectory(60)
+    est = ref.copy()
+    est[:, :3, 3] += np.array([0.3, -0.4, 0.0])  # constant offset of 0.5 m
+    e = M.camera_errors(est, ref, alignment="none")
+    assert e.ate == pytest.approx(0.5, abs=1e-12)
+    assert e.rte == pytest.approx(0.0, abs=1e-9)  # relative motion unchanged
+    assert e.rre == pytest.approx(0.0, abs=1e-6)
+    for al in ("se3", "sim3"):
+        e = M.camera_errors(est, ref, alignment=al)
+        assert e.ate == pytest.approx(0.0, abs=1e-9) and e.alignment == al
+
+
+def test_sim3_removes_scale_and_rigid_motion():
+    ref = walk_trajectory(60, seed=3)
+    G = geo.make_se3(_rot("z", 0.7) @ _rot("x", -0.3), [1.0, 2.0, -0.5])
+    est = np.einsum("ij,njk->nik", G, ref)
+    est[:, :3, 3] *= 1.0  # rigid only: se3 recovers it exactly
+    assert M.camera_errors(est, ref, "se3").ate == pytest.approx(0.0, abs=1e-9)
+    scaled = ref.copy()
+    scaled[:, :3, 3] *= 2.5
+    e = M.camera_errors(scaled, ref, "sim3")
+    assert e.ate == pytest.approx(0.0, abs=1e-9) and e.scale == pytest.approx(1 / 2.5)
+    assert M.camera_errors(scaled, ref, "se3").ate > 0.1
+
+
+def test_known_rre_for_constant_rotation_drift():
+    n = 10
+    ref = np.tile(np.eye(4), (n, 1, 1))
+    est = ref.copy()
+    for i in range(n):
+        est[i, :3, :3] = _rot("y", np.radians(2.0) * i)  # 2 degrees more per frame
+    e = M.camera_errors(est, ref, alignment="none")
+    assert e.rre == pytest.approx(2.0, abs=1e-9)
+    assert e.ate == pytest.approx(0.0) and e.rte == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("alignment", ["none", "se3", "sim3"])
+def test_camera_errors_match_evo(alignment):
+    from evo.core import metrics as em
+    from evo.core.trajectory import PosePath3D
+
+    ref = walk_trajectory(60, seed=1)
+    est = _noisy(ref, seed=2)
+    est[:, :3, 3] *= 0.8
+    mine = M.camera_errors(est, ref, alignment=alignment)
+
+    traj_ref = PosePath3D(poses_se3=list(ref))
+    traj_est = PosePath3D(poses_se3=list(est))
+    if alignment != "none":
+        traj_est.align(traj_ref, correct_scale=alignment == "sim3")
+    ape = em.APE(em.PoseRelation.translation_part)
+    ape.process_data((traj_ref, traj_est))
+    rpe_t = em.RPE(em.PoseRelation.translation_part, delta=1, delta_unit=em.Unit.frames, all_pairs=False)
+    rpe_t.process_data((traj_ref, copy.deepcopy(traj_est)))
+    rpe_r = em.RPE(em.PoseRelation.rotation_angle_deg, delta=1, delta_unit=em.Unit.frames, all_pairs=False)
+    rpe_r.process_data((traj_ref, copy.deepcopy(traj_est)))
+    rmse = em.StatisticsType.rmse
+    assert abs(mine.ate - ape.get_statistic(rmse)) < 1e-6
+    assert abs(mine.rte - rpe_t.get_statistic(rmse)) < 1e-6
+    assert abs(mine.rre - rpe_r.get_statistic(rmse)) < 1e-6
+    assert mine.ate > 0.005  # a real, non-trivial comparison
+
+
+def test_camera_baselines():
+    ref = walk_trajectory(60, seed=4)
+    st = M.camera_errors_static(ref, "sim3")
+    centroid_rms = np.sqrt(np.mean(np.sum((ref[:, :3, 3] - ref[:, :3, 3].mean(0)) ** 2, -1)))
+    assert st.ate == pytest.approx(centroid_rms)
+    # a constant-velocity camera moving straight ahead is reproduced exactly by the baseline
+    line = np.tile(np.eye(4), (30, 1, 1))
+    line[:, 2, 3] = 0.04 * np.arange(30)
+    cv = M.constant_velocity_baseline(line[:2], 30)
+    assert np.allclose(cv, line)
+    assert M.camera_errors(cv, line, "none").ate == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="degenerate"):
+        M.camera_errors(M.static_pose_baseline(60), ref, "sim3")
+
+
+def test_gaze_mse_over_valid_frames():
+    ref = np.full((60, 2), 0.5, np.float32)
+    est = ref + np.array([0.1, -0.2], np.float32)
+    est[:10] = np.nan  # invalid predictions are skipped
+    ref[50:] = np.nan  # invalid reference frames too
+    mse, n = M.gaze_mse(est, ref)
+    assert n == 40
+    assert mse == pytest.approx((0.1 ** 2 + 0.2 ** 2) / 2, rel=1e-6)
+    assert np.isnan(M.gaze_mse(np.full((5, 2), np.nan), np.zeros((5, 2)))[0])
+    assert np.all(M.center_prior_gaze(60) == 0.5)
+
+
+def test_depth_scaled_prediction_is_exact_after_alignment():
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(0.5, 8.0, size=(16, 24, 24))
+    gt[0, :4] = np.nan  # invalid pixels
+    gt[1, :2] = 0
+    with np.errstate(divide="ignore"):
+        inv = 1.0 / gt
+    pred = 3.0 * inv + 0.2  # affine in inverse depth: aligned exactly
+    e = M.depth_errors(pred, gt, space="inverse")
+    assert e.abs_rel == pytest.approx(0.0, abs=1e-9) and e.delta1 == 1.0
+    assert e.scale == pytest.approx(1 / 3) and e.num_pixels == np.isfinite(gt).sum() - 2 * 24
+    e2 = M.depth_errors(2.0 * gt, gt, space="depth")  # scaled depth in depth space
+    assert e2.abs_rel == pytest.approx(0.0, abs=1e-9)
+
+
+def test_depth_known_abs_rel_and_delta():
+    gt = np.ones((4, 8, 8))
+    gt[:, :, 4:] = 2.0
+    pred = gt.copy()
+    pred[:, :, :4] = 1.3  # 30% too far on half the pixels; the other half exact
+    # fit with scale fixed by the exact half is not guaranteed: use depth space with an exact fit check
+    aligned, s, t = M.align_depth(pred, gt, space="depth")
+    e = M.depth_errors(pred, gt, space="depth")
+    expect = np.mean(np.abs(aligned - gt) / gt)
+    assert e.abs_rel == pytest.approx(expect)
+    assert 0 < e.abs_rel < 0.3
+    # mean-depth baseline: a constant prediction cannot be aligned beyond its mean
+    const = np.full_like(gt, 0.5)
+    ec = M.depth_errors(const, gt, space="inverse")
+    # inverse depths 1 and 0.5 -> fitted constant 0.75 -> depth 4/3 -> AbsRel (1/3 + 1/3)/2
+    assert ec.abs_rel == pytest.approx(1 / 3)
+    assert ec.delta1 == pytest.approx(0.0)
+
+
+def test_normalized_inverse_to_depth_roundtrip():
+    depth = np.array([[0.5, 1.0], [2.0, np.nan]])
+    inv = 1 / depth
+    lo, hi = np.nanmin(inv), np.nanmax(inv)
+    norm = (inv - lo) / (hi - lo)
+    back = M.normalized_inverse_to_depth(norm, (lo, hi))
+    assert np.allclose(back[np.isfinite(depth)], depth[np.isfinite(depth)])
+    assert np.isnan(back[1, 1])
+
+
+def test_psnr_ssim_on_videos():
+    ref = moving_pattern(4, 32, 32)
+    assert M.ssim(ref, ref) == pytest.approx(1.0, abs=1e-6)
+    noisy = np.clip(ref.astype(int) + 10, 0, 255).astype(np.uint8)
+    mse = np.mean(((noisy.astype(float) - ref) / 255) ** 2, axis=(1, 2, 3))
+    assert M.psnr(noisy, ref) == pytest.approx(np.mean(10 * np.log10(1 / mse)), rel=1e-4)
+    assert M.ssim(noisy, ref) < 1.0
+
+
+def test_frechet_distance():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(500, 4))
+    mu, cov = M.feature_stats(a)
+    assert M.frechet_distance(mu, cov, mu, cov) == pytest.approx(0.0, abs=1e-6)
+    # identical covariances: distance = |mu1 - mu2|^2
+    assert M.frechet_distance(mu, cov, mu + 2.0, cov) == pytest.approx(16.0, rel=1e-6)
+    # 1-D Gaussians: (m1-m2)^2 + (s1 - s2)^2
+    assert M.frechet_distance(np.zeros(1), np.eye(1) * 4, np.ones(1), np.eye(1)) == pytest.approx(1 + 1)
