@@ -182,3 +182,85 @@ def test_frechet_distance():
     assert M.frechet_distance(mu, cov, mu + 2.0, cov) == pytest.approx(16.0, rel=1e-6)
     # 1-D Gaussians: (m1-m2)^2 + (s1 - s2)^2
     assert M.frechet_distance(np.zeros(1), np.eye(1) * 4, np.ones(1), np.eye(1)) == pytest.approx(1 + 1)
+
+
+# --- perceptual networks (tiny networks in the real file layout) --------------------------------
+
+
+def _write_tiny_lpips(root, net="alex", width=0.125, seed=0):
+    import torch
+
+    from egom2p import perceptual as P
+
+    torch.manual_seed(seed)
+    model = P.LPIPS(net, width=width)
+    d = root / "lpips"
+    d.mkdir(parents=True, exist_ok=True)
+    head_name, backbones = P.LPIPS_FILES[net]
+    backbone = {f"features.{k}": v for k, v in model.features.state_dict().items()}
+    backbone["classifier.1.weight"] = torch.zeros(4, 4)  # torchvision files carry the classifier too
+    torch.save(backbone, d / backbones[0])
+    heads = {k: v.abs() for k, v in model.state_dict().items() if k.startswith("lin")}
+    torch.save(heads, d / head_name)
+    return model
+
+
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_lpips_loads_real_layout_and_measures(tmp_path, net):
+    from egom2p import perceptual as P
+
+    _write_tiny_lpips(tmp_path, net)
+    model = P.load_lpips(tmp_path, net)
+    ref = moving_pattern(3, 64, 64, seed=1)
+    assert P.lpips_video(model, ref, ref) == pytest.approx(0.0, abs=1e-7)
+    near = np.clip(ref.astype(int) + 8, 0, 255).astype(np.uint8)
+    far = moving_pattern(3, 64, 64, seed=7)
+    d_near, d_far = P.lpips_video(model, near, ref), P.lpips_video(model, far, ref)
+    assert 0 < d_near < d_far
+    assert P.lpips_video(model, far, ref) == pytest.approx(P.lpips_video(model, ref, far), rel=1e-5)
+
+
+def test_perceptual_weights_missing_name_directory_and_files(tmp_path):
+    from egom2p import perceptual as P
+
+    with pytest.raises(P.WeightsNotFoundError, match=r"lpips.*alex\.pth.*alexnet-owt-7be5be79\.pth"):
+        P.load_lpips(tmp_path, "alex")
+    with pytest.raises(P.WeightsNotFoundError, match=r"fvd/i3d_torchscript\.pt"):
+        P.load_i3d(tmp_path)
+
+
+class _TinyI3D:
+    """Builds a TorchScript module with the I3D detector's calling convention."""
+
+    @staticmethod
+    def save(path):
+        import torch
+
+        class Det(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = torch.nn.Conv3d(3, 8, (3, 7, 7), stride=(2, 4, 4))
+                self.fc = torch.nn.Linear(8, 6)
+
+            def forward(self, x, rescale: bool = False, resize: bool = False, return_features: bool = True):
+                if rescale:
+                    x = x / 127.5 - 1
+                h = torch.relu(self.conv(x)).mean(dim=(2, 3, 4))
+                return self.fc(h)
+
+        torch.manual_seed(0)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.jit.script(Det()).save(str(path))
+
+
+def test_fvd_through_torchscript_detector(tmp_path):
+    from egom2p import perceptual as P
+
+    _TinyI3D.save(tmp_path / "fvd" / "i3d_torchscript.pt")
+    det = P.load_i3d(tmp_path)
+    a = np.stack([moving_pattern(8, 32, 32, seed=s) for s in range(6)])
+    b = np.stack([moving_pattern(8, 32, 32, seed=s) for s in range(10, 16)])
+    assert P.fvd(det, a, a) == pytest.approx(0.0, abs=1e-4)
+    assert P.fvd(det, b, a) > 0 and P.fvd(det, 255 - b, a) > 0
+    x = P.preprocess_i3d(a[:2])
+    assert tuple(x.shape) == (2, 3, 8, 224, 224) and -1 <= float(x.min()) and float(x.max()) <= 1
