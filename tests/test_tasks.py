@@ -1,0 +1,164 @@
+"""Task API: preprocessing of real small videos, windowing, stitching, output formats, bad input."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+
+from egom2p import geometry as geo
+from egom2p import tasks as T
+from egom2p.modalities import get_registry
+from egom2p.video import decode, encode_h264, probe, token_frame_indices
+from tests.factories import moving_pattern, walk_trajectory
+
+
+@pytest.fixture(scope="module")
+def video_25fps(tmp_path_factory):
+    """3.2 s at 25 FPS, 96x72 (landscape: centre crop matters)."""
+    path = tmp_path_factory.mktemp("vid") / "in.mp4"
+    frames = moving_pattern(80, 72, 96, seed=3)
+    frames[:, :, :12] = 0  # a black band on the left that the centre crop removes
+    encode_h264(frames, fps=25, path=path)
+    return path
+
+
+def test_load_video_resamples_to_30fps_and_crops(video_25fps):
+    v = T.load_video(video_25fps, 32)
+    info = probe(video_25fps)
+    assert info.fps == pytest.approx(25)
+    # 80 frames at 25 FPS span 3.16 s -> floor(3.16 * 30 + 0.5) + 1 = 96 frames on the 30 FPS timeline
+    assert v.frames.shape == (96, 32, 32, 3) and v.frames.dtype == np.uint8
+    assert np.allclose(np.diff(v.times), 1 / 30)
+    assert v.source_size == (96, 72)
+    # nearest-timestamp resampling: 30 FPS frame 6 (0.2 s) is the 25 FPS frame 5 (0.2 s)
+    src = decode(video_25fps, [5])
+    from egom2p.video import center_crop_resize
+
+    assert np.abs(v.frames[6].astype(int) - center_crop_resize(src, 32)[0].astype(int)).mean() < 1
+    assert v.frames[:, :, 0].mean() > 20  # black band cropped away
+
+
+def test_window_starts_cover_every_frame():
+    assert T.window_starts(60) == [0]
+    assert T.window_starts(120) == [0, 60]
+    assert T.window_starts(95) == [0, 35]
+    assert T.window_starts(200, stride=56) == [0, 56, 112, 140]
+    with pytest.raises(T.TaskInputError, match="shorter than one window"):
+        T.window_starts(59)
+
+
+def test_short_and_corrupt_videos_are_refused(tmp_path):
+    short = tmp_path / "short.mp4"
+    encode_h264(moving_pattern(40, 32, 32), fps=30, path=short)
+    with pytest.raises(T.TaskInputError, match=r"short\.mp4.*40 frames.*needs 60 frames"):
+        T.load_video(short, 32)
+    bad = tmp_path / "corrupt.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 50)
+    with pytest.raises(T.TaskInputError, match=r"corrupt\.mp4"):
+        T.load_video(bad, 32)
+    with pytest.raises(T.TaskInputError, match=r"missing\.mp4.*not found"):
+        T.load_video(tmp_path / "missing.mp4", 32)
+
+
+def _windows_of(traj: np.ndarray, starts: list[int]) -> np.ndarray:
+    return np.stack([geo.relative_to_first(traj[s:s + 60]) for s in starts])
+
+
+def test_stitch_camera_recovers_the_global_trajectory():
+    traj = geo.relative_to_first(walk_trajectory(150, seed=2))
+    starts = T.window_starts(150, stride=T.TASKS["camera"].stride)
+    assert starts == [0, 59, 90]  # windows share a frame; the last one ends on the last frame
+    out = T.stitch_camera(_windows_of(traj, starts), starts, 150)
+    assert np.allclose(out, traj, atol=1e-9)
+    with pytest.raises(ValueError, match="shares no frame"):
+        T.stitch_camera(_windows_of(traj, [0, 60, 90]), [0, 60, 90], 150)
+
+
+def test_stitch_frames_and_video_indices():
+    n = 95
+    starts = T.window_starts(n)
+    per_frame = np.arange(n, dtype=float)[:, None].repeat(2, 1)
+    windows = np.stack([per_frame[s:s + 60] for s in starts])
+    assert np.array_equal(T.stitch_frames(windows, starts, n), per_frame)
+    tidx = token_frame_indices()
+    vids = np.stack([(s + tidx).astype(float)[:, None, None] * np.ones((16, 4, 4)) for s in starts])
+    frames, idx = T.stitch_video(vids, starts)
+    assert np.all(np.diff(idx) > 0) and idx[0] == 0 and idx[-1] == starts[-1] + 56
+    assert np.allclose(frames[:, 0, 0], idx)  # each output frame is the one shown at that index
+
+
+def test_stitch_video_aligns_overlapping_depth_windows():
+    # one depth video (inverse depth) seen by two windows that each normalise it differently
+    rng = np.random.default_rng(0)
+    starts = [0, 56]
+    tidx = token_frame_indices()
+    frames = {int(f): rng.uniform(0.2, 1.0, (4, 4)) for s in starts for f in s + tidx}
+    w0 = np.stack([frames[int(f)] for f in tidx])
+    w1 = np.stack([frames[int(56 + f)] for f in tidx]) * 0.5 + 0.1  # another affine normalisation
+    out, idx = T.stitch_video(np.stack([w0, w1]), starts, align_inverse_depth=True)
+    assert np.allclose(out, np.stack([frames[int(i)] for i in idx]), atol=1e-9)
+
+
+def test_load_depth_and_windows(tmp_path):
+    rng = np.random.default_rng(1)
+    depth = rng.uniform(0.5, 4.0, size=(70, 24, 32)).astype(np.float32)
+    depth[:, 0, 0] = 0  # invalid
+    p = tmp_path / "d.npy"
+    np.save(p, depth)
+    d = T.load_depth(p, 16)
+    assert d.inverse.shape == (70, 16, 16) and d.metric
+    assert np.nanmax(d.inverse) <= 2.0 + 1e-6 and np.nanmin(d.inverse) >= 0.25 - 1e-6
+    w = T.depth_windows(d, T.window_starts(70))
+    assert w.shape == (2, 60, 16, 16) and np.nanmin(w) == 0 and np.nanmax(w) == 1
+    np.save(tmp_path / "short.npy", depth[:30])
+    with pytest.raises(T.TaskInputError, match="short.npy.*30 frames"):
+        T.load_depth(tmp_path / "short.npy", 16)
+    (tmp_path / "bad.npy").write_bytes(b"not numpy")
+    with pytest.raises(T.TaskInputError, match="bad.npy.*cannot read depth"):
+        T.load_depth(tmp_path / "bad.npy", 16)
+
+
+def test_registry_mismatch_is_refused():
+    base, tiny = get_registry("base"), get_registry("tiny")
+    toks = {m: types.SimpleNamespace(spec=tiny[m]) for m in tiny.names}
+    T.check_registries(tiny, toks, "ck", "tok")  # same registry: fine
+    with pytest.raises(T.TaskInputError, match=r"registry mismatch: checkpoint ck.*'base'.*tokenizer in tok"):
+        T.check_registries(base, toks, "ck", "tok")
+
+
+def test_outputs_in_common_formats(tmp_path, video_25fps):
+    from egom2p.video import probe as vprobe
+
+    v = T.load_video(video_25fps, 32)
+    n = len(v.frames)
+    traj = geo.relative_to_first(walk_trajectory(n))
+    cam = T.TaskResult("camera", traj, np.arange(n), np.arange(n) / 30, [0, n - 60], T.Timing(), video=v)
+    paths = T.write_outputs(cam, tmp_path / "cam")
+    times, back = T.read_tum(paths["tum"])
+    assert np.allclose(back, traj, atol=1e-6) and np.allclose(times, np.arange(n) / 30)
+    assert (tmp_path / "cam" / "trajectory.png").stat().st_size > 5000
+
+    gaze = np.tile([0.25, 0.75], (n, 1)).astype(np.float32)
+    gaze[3] = np.nan
+    res = T.TaskResult("gaze", gaze, np.arange(n), np.arange(n) / 30, [0], T.Timing(), video=v)
+    paths = T.write_outputs(res, tmp_path / "gaze")
+    lines = open(paths["csv"]).read().splitlines()
+    assert lines[0] == "frame,time_s,x,y,x_px,y_px,valid" and len(lines) == n + 1
+    assert lines[1].split(",")[2:4] == ["0.250000", "0.750000"] and lines[4].endswith(",0")
+    assert vprobe(paths["overlay"]).num_frames == n
+    over = decode(paths["overlay"], [0])[0].astype(int)
+    assert np.abs(over - v.frames[0]).sum() > 0  # something drawn
+
+    depth = np.random.default_rng(0).uniform(0, 1, (20, 16, 16)).astype(np.float32)
+    res = T.TaskResult("depth", depth, np.arange(20) * 4, np.arange(20) * 4 / 30, [0], T.Timing(), video=v)
+    paths = T.write_outputs(res, tmp_path / "depth")
+    assert np.array_equal(np.load(paths["npy"]), depth)
+    info = vprobe(paths["video"])
+    assert info.num_frames == 20 and info.fps == pytest.approx(8)
+
+    rgb = moving_pattern(16, 32, 32)
+    res = T.TaskResult("rgb", rgb, token_frame_indices(), token_frame_indices() / 30, [0], T.Timing())
+    paths = T.write_outputs(res, tmp_path / "rgb")
+    assert vprobe(paths["video"]).num_frames == 16
