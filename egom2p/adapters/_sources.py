@@ -170,6 +170,6 @@ def timeline_from_rate(num_src: int, src_fps: float, fps: int = 30) -> tuple[np.
     t = np.arange(n) / fps
     from ..video import nearest_indices
 
-    idx = nearest_indices(src_t, t)
+    idx = nearest_indices(src_t, t - 1e-7)  # exact ties go to the earlier source frame
     valid = np.abs(src_t[idx] - t) < 1e-3
     return idx, valid
