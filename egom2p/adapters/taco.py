@@ -61,8 +61,8 @@ def depth_video_reader(avi: Path, num_frames: int, width: int, height: int, scal
 class TacoAdapter(Adapter):
     name = "taco"
     version = "1"
-    modalities = ("rgb", "cam")
-    default_depth = "rollingdepth"  # the paper pseudo-labels TACO; --depth sensor reads egocentric_depth.avi
+    modalities = ("rgb", "depth", "cam")  # depth: the sensor video (read_depth), usable with --depth sensor
+    default_depth = "rollingdepth"  # the paper pseudo-labels TACO with RollingDepth
 
     def discover(self, raw_root: Path) -> list[SequenceRef]:
         root = Path(raw_root)
