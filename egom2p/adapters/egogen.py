@@ -1,0 +1,153 @@
+"""EgoGen adapter: reads the synthetic renderer's layout (``egom2p render egogen``) as raw sequences.
+
+The layout (``egom2p/render/layout.py``, card ``datasets/egogen.yaml``) follows EgoGen's conventions:
+OpenGL camera-to-world poses in a y-up world, metric z-depth as float ``.npy`` (0 = no hit), and
+gaze as a 3D fixation point in the world with a validity flag. This adapter converts to the
+project's raw-sequence conventions:
+
+* poses: OpenGL -> OpenCV camera axes (``egom2p.geometry.opengl_to_opencv_c2w``), absolute metres;
+* gaze: the world fixation point is projected into each frame (source pixels). It is invalid
+  (NaN) when the renderer flags it (blink, off-screen), when it is behind the camera or outside the
+  image, or when it is occluded: hidden behind the rendered depth at its pixel by more than
+  ``OCCLUSION_TOLERANCE_M``;
+* depth: ``read_depth`` returns the rendered metric z-depth (float32, 0 = no hit) at source
+  resolution, for the ``render`` depth annotator.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .. import geometry as geo
+from ..render.layout import RenderLayoutError, load_array, read_manifest, read_rgb
+from .base import Adapter, RawSequence, SequenceRef, SourceError
+
+OCCLUSION_TOLERANCE_M = 0.05  # a fixation point further than this behind the depth at its pixel is occluded
+
+
+def project_gaze(c2w_cv: np.ndarray, intrinsics, width: int, height: int, points: np.ndarray, valid: np.ndarray,
+                 depth_at=None, tolerance: float = OCCLUSION_TOLERANCE_M) -> np.ndarray:
+    """World fixation points [N, 3] -> source pixels [N, 2], NaN where invalid, off-image or occluded.
+
+    ``depth_at(frames, v, u)`` returns the z-depth (m, 0 = none) at integer pixels; without it no
+    occlusion test is made.
+    """
+    pc = geo.transform_points(geo.invert_se3(c2w_cv), points)  # [N, 3] camera frame
+    uv, z = geo.project(pc, intrinsics)
+    ok = np.asarray(valid, dtype=bool) & (z > 0) & np.all(np.isfinite(uv), -1)
+    ok &= (uv[:, 0] >= -0.5) & (uv[:, 0] <= width - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] <= height - 0.5)
+    if depth_at is not None and ok.any():
+        f = np.nonzero(ok)[0]
+        u = np.clip(np.round(uv[f, 0]).astype(np.int64), 0, width - 1)
+        v = np.clip(np.round(uv[f, 1]).astype(np.int64), 0, height - 1)
+        d = np.asarray(depth_at(f, v, u), dtype=np.float64)
+        occluded = (d > 0) & np.isfinite(d) & (z[f] > d + tolerance)
+        ok[f[occluded]] = False
+    out = np.where(ok[:, None], uv, np.nan)
+    return out
+
+
+class EgoGenAdapter(Adapter):
+    name = "egogen"
+    version = "1"
+    modalities = ("rgb", "depth", "gaze", "cam")
+    default_depth = "render"
+
+    def discover(self, raw_root) -> list[SequenceRef]:
+        root = Path(raw_root)
+        if not root.is_dir():
+            raise SourceError(root, "EgoGen render folder not found (make one with: egom2p render egogen --out DIR)")
+        seq_dirs = []
+        if (root / "manifest.json").is_file():
+            seq_dirs.append(root)
+        else:
+            for depth in ("*", "*/*"):
+                for m in sorted(root.glob(f"{depth}/manifest.json")):
+                    if not any(part.startswith(".partial-") for part in m.relative_to(root).parts):
+                        seq_dirs.append(m.parent)
+                if seq_dirs:
+                    break
+        if not seq_dirs:
+            partial = sorted(p.name for p in root.glob(".partial-*"))
+            hint = f" (incomplete: {', '.join(partial[:5])})" if partial else ""
+            raise SourceError(root, "no complete EgoGen sequence (no */manifest.json)" + hint)
+        refs = []
+        for d in seq_dirs:
+            try:
+                man = read_manifest(d)
+            except RenderLayoutError as e:
+                raise SourceError(e.path, e.problem) from e
+            rel = d.relative_to(root).as_posix() if d != root else man.get("name", d.name)
+            refs.append(SequenceRef(dataset=self.name, sequence=rel, path=str(d), split="train",
+                                    meta={"num_frames": int(man["num_frames"]), "seed": man.get("seed"),
+                                          "index": man.get("index")}))
+        return refs
+
+    def load(self, ref: SequenceRef) -> RawSequence:
+        d = Path(ref.path)
+        try:
+            return self._load(ref, d)
+        except RenderLayoutError as e:
+            raise SourceError(e.path, e.problem) from e
+
+    def _load(self, ref: SequenceRef, d: Path) -> RawSequence:
+        man = read_manifest(d)
+        n, w, h = int(man["num_frames"]), int(man["width"]), int(man["height"])
+        if man.get("fps", 30) != 30:
+            raise SourceError(d / "manifest.json", f"expected 30 FPS, got {man.get('fps')}")
+        kpath = d / "intrinsics.json"
+        try:
+            kj = json.loads(kpath.read_text())
+            K = np.array([kj["fx"], kj["fy"], kj["cx"], kj["cy"]], dtype=np.float64)
+        except (OSError, ValueError, KeyError) as e:
+            raise SourceError(kpath, f"missing or malformed intrinsics ({type(e).__name__}: {e})") from e
+        if not (np.isfinite(K).all() and K[0] > 0 and K[1] > 0):
+            raise SourceError(kpath, f"invalid intrinsics {K.tolist()}")
+        T_gl = load_array(d / "c2w_opengl.npy", (n, 4, 4)).astype(np.float64)
+        c2w = geo.opengl_to_opencv_c2w(T_gl)
+        depth = load_array(d / "depth.npy", (n, h, w), mmap=True)
+        if depth.ndim != 3:
+            raise SourceError(d / "depth.npy", f"expected [N, H, W] depth, got shape {depth.shape}")
+        points = load_array(d / "gaze_point_world.npy", (n, 3)).astype(np.float64)
+        valid = load_array(d / "gaze_valid.npy", (n,)).astype(bool)
+        gaze_px = project_gaze(c2w, K, w, h, points, valid, depth_at=lambda f, v, u: depth[f, v, u])
+
+        rgb_format = man.get("rgb_format", "mp4")
+        if rgb_format == "mp4":
+            from ..video import VideoError, probe
+
+            try:
+                info = probe(d / "rgb.mp4")
+            except VideoError as e:
+                raise SourceError(d / "rgb.mp4", str(e)) from e
+            if info.num_frames != n or (info.width, info.height) != (w, h):
+                raise SourceError(d / "rgb.mp4", f"video has {info.num_frames} frames of {info.width}x{info.height}, "
+                                                 f"manifest says {n} of {w}x{h}")
+            rgb_files = [str(d / "rgb.mp4")]
+        else:
+            rgb_files = [str(d / "rgb")]
+
+        def _check(indices) -> np.ndarray:
+            idx = np.asarray(indices, dtype=np.int64)
+            if idx.size and (idx.min() < 0 or idx.max() >= n):
+                raise SourceError(d, f"frame index out of range [0, {n}) (asked {idx.min()}..{idx.max()})")
+            return idx
+
+        def read_frames(indices) -> np.ndarray:
+            return read_rgb(d, man, _check(indices))
+
+        def read_depth(indices) -> np.ndarray:
+            return np.ascontiguousarray(depth[_check(indices)], dtype=np.float32)
+
+        return RawSequence(ref=ref, num_frames=n, width=w, height=h, intrinsics=K, read_frames=read_frames, c2w=c2w,
+                           gaze_px=gaze_px, read_depth=read_depth, camera_model="pinhole",
+                           distortion=np.zeros(0), frame_valid=np.ones(n, dtype=bool), is_gray=False,
+                           source_files=rgb_files + [str(d / f) for f in ("depth.npy", "c2w_opengl.npy",
+                                                                         "intrinsics.json", "gaze_point_world.npy",
+                                                                         "gaze_valid.npy", "manifest.json")])
+
+
+ADAPTER = EgoGenAdapter()
