@@ -97,3 +97,56 @@ def test_egoexo4d_bad_takes(egoexo):
         ad.load(refs["cmu_bike01_3"])
     with pytest.raises(SourceError, match="closed_loop_trajectory.csv: missing"):
         ad.load(refs["iiith_cooking_01_4"])
+
+
+# --- HOT3D (Aria and Quest 3), HOT3D-Clips layout -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hot3d_clips(tmp_path_factory):
+    from fixtures.hot3d import make_hot3d_clips_tree
+
+    root = tmp_path_factory.mktemp("hot3d_clips")
+    return root, make_hot3d_clips_tree(root)
+
+
+@pytest.mark.parametrize("dataset,names", [
+    ("hot3d_aria", ["test_aria/clip-000003", "train_aria/clip-000001", "train_aria/clip-000002"]),
+    ("hot3d_quest", ["train_quest3/clip-000004"]),
+])
+def test_hot3d_clips_recover_truth(hot3d_clips, dataset, names):
+    root, truth = hot3d_clips
+    ad = get_adapter(dataset)
+    assert ad.default_depth == "rollingdepth"
+    refs = {r.sequence: r for r in ad.discover(root)}
+    assert sorted(refs) == names
+    assert refs[names[0]].split == ("test" if dataset == "hot3d_aria" else "train")
+    for name in names:
+        if name.startswith("test_aria"):
+            continue
+        seq = ad.load(refs[name])
+        tr = truth[name]
+        assert seq.num_frames == tr["num_frames"]
+        assert np.array_equal(seq.frame_valid, tr["frame_valid"])
+        assert (seq.width, seq.height) == tr["size"]
+        frames = seq.read_frames(np.arange(3))
+        if dataset == "hot3d_quest":
+            assert seq.is_gray and frames.shape == (3, 64, 80) and seq.gaze_px is None
+        else:
+            assert not seq.is_gray and frames.shape == (3, 64, 64, 3)
+        assert seq.camera_model == "fisheye624" and seq.distortion.shape == (12,)
+        for s in clip_starts(seq.num_frames):
+            clip = standardize(seq, s, size=64)
+            w = slice(s, s + 60)
+            assert_relative_poses(clip.cam, tr["c2w"][w], tr["frame_valid"][w])
+            assert clip.is_gray == (dataset == "hot3d_quest")
+            assert clip.rgb.shape == (60, 64, 64, 3)
+
+
+def test_hot3d_clip_path_traversal_is_refused(hot3d_clips, tmp_path):
+    root, _ = hot3d_clips
+    ad = get_adapter("hot3d_aria")
+    ref = {r.sequence: r for r in ad.discover(root)}["test_aria/clip-000003"]
+    with pytest.raises(SourceError, match=r"clip-000003.tar.*\.\./\.\./escaped.txt"):
+        ad.load(ref)
+    assert not (root.parent / "escaped.txt").exists() and not (root / "escaped.txt").exists()

@@ -432,16 +432,18 @@ def ray_distance_to_z(depth_ray: np.ndarray, calib) -> np.ndarray:
 # --- timelines -------------------------------------------------------------------------------------
 
 
-def timeline(frame_ns: np.ndarray, fps: float = 30.0, max_gap_s: float | None = None):
+def timeline(frame_ns: np.ndarray, fps: float = 30.0, max_gap_s: float = 0.6 / 30):
     """A 30 FPS timeline over frames with timestamps ``frame_ns`` (sorted).
 
     Returns (query times ns [N], source frame per slot [N], frame_valid [N]): slots with no source
-    frame within ``max_gap_s`` (frame drop) take the nearest frame and are flagged invalid.
+    frame within ``max_gap_s`` (default 0.6 period: a frame drop) take the nearest frame and are
+    flagged invalid.
     """
     t = np.asarray(frame_ns, dtype=np.float64) * 1e-9
     if len(t) == 0:
         raise SourceError("<timeline>", "no frame timestamps")
-    times, idx = resample_indices(t - t[0], fps=fps, max_gap=max_gap_s)
+    n = int(round((t[-1] - t[0]) * fps)) + 1  # round, not floor: timestamps jitter around the period
+    times, idx = resample_indices(t - t[0], fps=fps, start=0.0, end=(n - 1) / fps, max_gap=max_gap_s)
     valid = idx >= 0
     nearest = np.clip(np.searchsorted(t - t[0], times), 0, len(t) - 1)
     left = np.clip(nearest - 1, 0, len(t) - 1)
