@@ -170,6 +170,8 @@ def test_taco_adapter_poses_depth_video_and_triplet_names(trees):
     A = get_adapter("taco")
     refs = {r.sequence: r for r in A.discover(root)}
     assert set(refs) == {k for k in truth}
+    assert refs["(stir, spoon, bowl)/20231105_019"].split == "test"  # official list: test_4
+    assert refs["(put out, spoon, plate)/20231024_056"].split == "train"
     name = "(stir, spoon, bowl)/20231105_019"
     gt = truth[name]
     seq = A.load(refs[name])
@@ -275,7 +277,7 @@ def test_curate_writes_clips_matching_ground_truth(trees, tmp_path, name):
     for c in clips:
         gt = truth[c.sequence]
         s = c.start_frame
-        assert c.split == gt.get("split", {"taco": "train", "hoi4d": "test"}.get(name))
+        assert c.split == gt.get("split", "test")  # (HOI4D is evaluation-only: test)
         assert_relative_poses(c.cam, gt["c2w"][s:s + 60])
         if "gaze_px" in gt:
             assert_gaze(c.gaze, gt["gaze_px"][s:s + 60], gt["width"], gt["height"])
@@ -289,3 +291,21 @@ def test_curate_writes_clips_matching_ground_truth(trees, tmp_path, name):
             assert c.depth_source == "sensor" and c.depth.shape == (60, SIZE, SIZE)
             assert lo * 0.97 < c.depth_range[0] and c.depth_range[1] < hi * 1.03
     assert summary["quarantined"] == len(quarantined)
+
+
+# ---------------------------------------------------------------------------------------- cards
+@pytest.mark.parametrize("name", ["holoassist", "arctic", "taco", "h2o", "hoi4d"])
+def test_cards_describe_their_adapters(name):
+    from pathlib import Path
+
+    import yaml
+
+    card = yaml.safe_load((Path(__file__).resolve().parents[1] / "datasets" / f"{name}.yaml").read_text())
+    A = get_adapter(name)
+    assert card["name"] == A.name and card["adapter"] == f"egom2p.adapters.{name}"
+    assert card["modalities"] == list(A.modalities) and card["default_depth"] == A.default_depth
+    assert card["kind"] == ("evaluation" if name == "hoi4d" else "source")
+    for key in ("layout", "conventions", "licence", "sources"):
+        assert card[key]
+    for item in card["unconfirmed"]:  # every UNCONFIRMED point says how the adapter tolerates it
+        assert item["point"] and item["tolerance"]

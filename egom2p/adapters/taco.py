@@ -32,6 +32,24 @@ RGB_DIR = "Egocentric_RGB_Videos"
 DEPTH_DIR = "Egocentric_Depth_Videos"
 CAM_DIR = "Egocentric_Camera_Parameters"
 DEPTH_SCALE = 1000.0  # uint16 units per metre
+#: official split list of TACO-Instructions (data_lists/): "<seq>,train" or "<seq>,test_<k>"
+SPLIT_FILE = "v1_overall_data_train_test_split.txt"
+
+
+def read_split_file(root: Path) -> dict[str, str]:
+    """{sequence: train | test} from the official split list, if it is under the root (else {})."""
+    for cand in (root / "data_lists" / SPLIT_FILE, root / SPLIT_FILE):
+        if cand.is_file():
+            out = {}
+            for n, line in enumerate(cand.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                parts = [p.strip() for p in line.split(",")]
+                if len(parts) != 2 or not (parts[1] == "train" or parts[1].startswith("test")):
+                    raise SourceError(cand, f"line {n}: expected '<sequence>,train|test_<k>', got {line!r}")
+                out[parts[0]] = "train" if parts[1] == "train" else "test"
+            return out
+    return {}
 
 
 def depth_video_reader(avi: Path, num_frames: int, width: int, height: int, scale: float = DEPTH_SCALE):
@@ -68,11 +86,13 @@ class TacoAdapter(Adapter):
         root = Path(raw_root)
         if not (root / RGB_DIR).is_dir():
             raise SourceError(root / RGB_DIR, "missing folder (is this the TACO root?)")
+        splits = read_split_file(root)
         refs = []
         for mp4 in sorted((root / RGB_DIR).glob("*/*/color.mp4")):
             triplet, seq = mp4.parent.parent.name, mp4.parent.name
+            split = splits.get(seq, "unlisted") if splits else "train"
             refs.append(SequenceRef(dataset=self.name, sequence=f"{triplet}/{seq}", path=str(mp4.parent),
-                                    split="train", meta={"root": str(root), "triplet": triplet, "seq": seq}))
+                                    split=split, meta={"root": str(root), "triplet": triplet, "seq": seq}))
         if not refs:
             raise SourceError(root / RGB_DIR, "no <triplet>/<sequence>/color.mp4 found")
         return refs
