@@ -150,3 +150,47 @@ def test_hot3d_clip_path_traversal_is_refused(hot3d_clips, tmp_path):
     with pytest.raises(SourceError, match=r"clip-000003.tar.*\.\./\.\./escaped.txt"):
         ad.load(ref)
     assert not (root.parent / "escaped.txt").exists() and not (root / "escaped.txt").exists()
+
+
+# --- ASE (evaluation: depth -> RGB) -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ase_tree(tmp_path_factory):
+    from fixtures.ase import make_ase_tree
+
+    root = tmp_path_factory.mktemp("ase")
+    return root, make_ase_tree(root)
+
+
+def test_ase_recovers_truth(ase_tree, tmp_path):
+    from egom2p.standardize import DepthAnnotation
+
+    root, truth = ase_tree
+    ad = get_adapter("ase")
+    refs = {r.sequence: r for r in ad.discover(root)}
+    assert sorted(refs) == ["test/20", "train/83788", "train/99"] and refs["test/20"].split == "test"
+    seq = ad.load(refs["train/83788"])
+    tr = truth["train/83788"]
+    assert seq.num_frames == 3 * (tr["n_source"] - 1) + 1  # 10 FPS source on the 30 FPS timeline
+    assert np.array_equal(np.nonzero(seq.frame_valid)[0], np.arange(0, seq.num_frames, 3))
+    src = np.arange(seq.num_frames)
+    src = (src + 1) // 3  # nearest 10 FPS frame of each slot
+    d = seq.read_depth(np.array([0, 3, 30]))
+    for k, i in enumerate([0, 3, 30]):
+        z = d[k]
+        assert np.all(z[:6, :10] == 0)  # holes stay invalid
+        assert np.abs(z[6:] - tr["Z"][src[i]]).max() < 1e-3  # ray distance (mm) -> z-depth (m)
+    clips = []
+    for s in clip_starts(seq.num_frames):
+        depth = DepthAnnotation(seq.read_depth(np.arange(s, s + 60)), kind="metric", source="sensor")
+        clip = standardize(seq, s, depth=depth, size=64)
+        w = np.arange(s, s + 60)
+        assert_relative_poses(clip.cam, tr["c2w"][src[w]], np.ones(60, bool))
+        lo, hi = clip.depth_range
+        assert abs(1 / hi - tr["Z"][src[w]].min()) < 2e-3 and abs(1 / lo - tr["Z"][src[w]].max()) < 2e-3
+        clips.append(clip)
+    assert write_clips(tmp_path / "ase.lance", clips) == 2
+    assert ad.load(refs["test/20"]).read_depth is None
+    with pytest.raises(SourceError, match="trajectory.csv: unsynchronisable: 24 poses for 25 images"):
+        ad.load(refs["train/99"])
