@@ -1,0 +1,300 @@
+"""Curation stages as pure functions, the serial and Ray runs, quarantine, resume and the run lock.
+
+The raw data is a real fixture tree written by the test: per sequence an H.264 mp4 (ffmpeg), poses,
+gaze and depth as .npy, read back by a small adapter with the real adapter interface.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import factories
+from egom2p.adapters.base import Adapter, RawSequence, SequenceRef, SourceError
+from egom2p.annotators import get_annotator
+from egom2p.annotators.base import Annotator
+from egom2p.clips import existing_ids, read_clips, row_to_clip, rows_to_table
+from egom2p.curate import CurateConfig, CurateError, CurationRun, QuarantineRecord, read_quarantine
+from egom2p.curate import stages
+from egom2p.curate.summary import RunSummary
+from egom2p.video import decode, encode_h264, probe
+
+
+def send_by_value(*modules) -> None:
+    """Let Ray ship these test modules' classes by value (tests/ is not importable in Ray workers)."""
+    from ray import cloudpickle
+
+    for m in modules:
+        cloudpickle.register_pickle_by_value(m)
+
+N_FRAMES = 150  # 5 s at 30 FPS: 2 back-to-back windows (0, 60) per sequence at stride 60
+W, H = 96, 72
+
+
+class TreeAdapter(Adapter):
+    """Reads RAW/<sequence>/{video.mp4, c2w.npy, gaze.npy, depth.npy, intrinsics.json}."""
+
+    name = "synthetic"
+    version = "1"
+    modalities = ("rgb", "depth", "gaze", "cam")
+    default_depth = "render"
+
+    def discover(self, raw_root):
+        return [SequenceRef("synthetic", d.name, str(d)) for d in sorted(Path(raw_root).iterdir())
+                if (d / "video.mp4").exists()]
+
+    def load(self, ref):
+        p = Path(ref.path)
+        video = p / "video.mp4"
+        info = probe(video)  # a corrupt file fails here with a VideoError naming it
+        depth = np.load(p / "depth.npy")
+        k = json.loads((p / "intrinsics.json").read_text())
+        return RawSequence(ref=ref, num_frames=info.num_frames, width=info.width, height=info.height,
+                           intrinsics=np.array(k), read_frames=lambda idx: decode(video, idx),
+                           c2w=np.load(p / "c2w.npy"), gaze_px=np.load(p / "gaze.npy"),
+                           read_depth=lambda idx: depth[idx], source_files=[str(video)])
+
+
+def write_tree(root: Path, names=("s0", "s1"), n=N_FRAMES) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        seq, truth = factories.make_raw_sequence(n=n, width=W, height=H, seed=i, dataset="synthetic", sequence=name)
+        d = root / name
+        d.mkdir(exist_ok=True)
+        encode_h264(truth["frames"], path=d / "video.mp4")
+        np.save(d / "c2w.npy", truth["c2w"])
+        np.save(d / "gaze.npy", truth["gaze_px"])
+        np.save(d / "depth.npy", truth["depth"])
+        (d / "intrinsics.json").write_text(json.dumps(truth["K"].tolist()))
+    return root
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    return write_tree(tmp_path_factory.mktemp("raw") / "synthetic")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    import ray
+
+    started = False
+    tmp = f"/tmp/egc{os.getpid()}"
+    send_by_value(sys.modules[__name__], factories)
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
+        started = True
+    yield ray
+    if started:
+        ray.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def config(tree, out, **kw) -> CurateConfig:
+    return CurateConfig(dataset="synthetic", raw=str(tree), out=str(out), size=64, **kw)
+
+
+# ------------------------------------------------------------------------------ pure stages
+def test_discover_orders_limits_and_names_a_missing_root(tree, tmp_path):
+    refs = stages.discover(TreeAdapter(), tree)
+    assert [r.sequence for r in refs] == ["s0", "s1"]
+    assert [r.sequence for r in stages.discover(TreeAdapter(), tree, limit=1)] == ["s0"]
+    with pytest.raises(SourceError, match="does not exist"):
+        stages.discover(TreeAdapter(), tmp_path / "nope")
+
+
+def test_split_plans_windows_and_skips_finished_ids(tree):
+    ref = stages.discover(TreeAdapter(), tree)[0]
+    todo, skipped = stages.plan_windows(ref, 150, 30, {"synthetic/s0/000030"})
+    assert todo == [0, 60, 90] and skipped == ["synthetic/s0/000030"]
+    res = stages.split(TreeAdapter(), ref, stride=30, done={"synthetic/s0/000000"}, windows_per_task=2)
+    assert res.num_frames == N_FRAMES and res.windows == 4
+    assert res.skipped == ["synthetic/s0/000000"]
+    assert [c.starts for c in res.chunks] == [[30, 60], [90]]
+    assert res.chunks[0].clip_ids == ["synthetic/s0/000030", "synthetic/s0/000060"]
+
+
+def test_annotate_gives_metric_render_depth_per_window_and_checks_shapes():
+    seq, truth = factories.make_raw_sequence(n=130, width=W, height=H)
+    out = stages.annotate(get_annotator("render"), seq, [0, 60])
+    assert set(out) == {0, 60}
+    assert out[60].kind == "metric" and out[60].source == "render"
+    np.testing.assert_array_equal(out[60].values, truth["depth"][60:120])
+
+    class Wrong(Annotator):
+        name = "wrong"
+
+        def annotate(self, seq, start, length):
+            from egom2p.standardize import DepthAnnotation
+
+            return DepthAnnotation(np.ones((length, 4, 4), np.float32), "metric", "render")
+
+    with pytest.raises(SourceError, match="expected"):
+        stages.annotate(Wrong(), seq, [0])
+    assert stages.depth_from_bytes(stages.depth_to_bytes(None)) is None
+    back = stages.depth_from_bytes(stages.depth_to_bytes(out[0]))
+    np.testing.assert_array_equal(back.values, out[0].values)
+
+
+def test_standardize_and_encode_make_a_valid_row(tree):
+    adapter = TreeAdapter()
+    ref = stages.discover(adapter, tree)[1]
+    seq = stages.load_sequence(adapter, ref, cache=False)
+    depth = stages.annotate(get_annotator("render"), seq, [60])[60]
+    clip = stages.standardize_window(seq, 60, depth, size=64)
+    assert clip.clip_id == "synthetic/s1/000060" and clip.rgb.shape == (60, 64, 64, 3)
+    assert clip.depth_source == "render" and np.isfinite(clip.depth).all()  # the invalid strip is cropped away
+    np.testing.assert_allclose(clip.depth_range, [0.5, 0.5])  # a plane at 2 m: inverse depth 0.5 / m
+    row = stages.encode(clip)
+    assert stages.row_modalities(row) == ("rgb", "depth", "gaze", "cam")
+    (back,) = stages.rows_from_ipc([stages.row_to_ipc(row)])
+    again = row_to_clip(rows_to_table([back]).to_pylist()[0])
+    np.testing.assert_array_equal(again.cam, clip.cam)
+    assert factories.psnr(again.rgb, clip.rgb) > 35
+
+
+def test_write_appends_once(tree, tmp_path):
+    adapter = TreeAdapter()
+    ref = stages.discover(adapter, tree)[0]
+    out = stages.process_chunk(adapter, get_annotator("none"), stages.WorkChunk(ref, [0, 60]), size=64)
+    assert not out.quarantined and len(out.rows) == 2
+    table = tmp_path / "t.lance"
+    assert stages.write(table, out.rows) == 2
+    assert stages.write(table, out.rows) == 0
+    assert existing_ids(table) == {"synthetic/s0/000000", "synthetic/s0/000060"}
+
+
+def test_process_chunk_quarantines_a_bad_window_and_keeps_the_others():
+    seq, truth = factories.make_raw_sequence(n=130, width=W, height=H, dataset="synthetic", sequence="holey")
+    truth["depth"][60:120] = 0.0  # the second window has no valid depth at all
+
+    class One(Adapter):
+        name = "synthetic"
+
+        def load(self, ref):
+            return seq
+
+    out = stages.process_chunk(One(), get_annotator("render"), stages.WorkChunk(seq.ref, [0, 60]), size=64)
+    assert [r["clip_id"] for r in out.rows] == ["synthetic/holey/000000"]
+    (rec,) = out.quarantined
+    assert rec.stage == "standardize" and rec.clip_id == "synthetic/holey/000060"
+    assert rec.source == "/fake/holey" and "no valid depth" in rec.reason and rec.error_type == "SourceError"
+
+
+def test_quarantine_records_round_trip_and_a_torn_line_is_ignored(tmp_path):
+    ref = SequenceRef("synthetic", "s9", "/data/s9")
+    rec = QuarantineRecord.from_exception("split", ref, SourceError("/data/s9/video.mp4", "moov atom not found"), run_id="r1")
+    assert rec.source == "/data/s9/video.mp4" and rec.clip_id is None and rec.time
+    p = tmp_path / "q.jsonl"
+    p.write_text(rec.to_json() + "\n" + '{"dataset": "synth')  # a writer killed mid-line
+    (back,) = read_quarantine(p)
+    assert back == rec
+    with pytest.raises(ValueError, match="unknown stage"):
+        QuarantineRecord("d", "s", None, None, "decode", "E", "r")
+
+
+def test_summary_renders_coverage(tmp_path):
+    s = RunSummary(dataset="synthetic", run_id="r", raw="raw", table="t.lance", depth="render", started="now",
+                   sequences_seen=3, clips_written=4, table_clips=4, coverage={"rgb": 4, "depth": 4, "gaze": 2, "cam": 4},
+                   quarantined=1, quarantined_by_stage={"split": 1})
+    md = s.to_markdown()
+    assert "| gaze | 2 | 50% |" in md and "split: 1" in md
+    s.write_json(tmp_path / "s.json")
+    assert json.loads((tmp_path / "s.json").read_text())["coverage_fraction"]["gaze"] == 0.5
+    s.plot(tmp_path / "s.png")
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# --------------------------------------------------------------------------------- whole runs
+def test_serial_run_then_rerun_skips_everything(tree, tmp_path):
+    s1 = CurationRun(config(tree, tmp_path), adapter=TreeAdapter(), engine="serial").run()
+    assert (s1.sequences_seen, s1.windows, s1.clips_written, s1.quarantined) == (2, 4, 4, 0)
+    assert s1.coverage == {"rgb": 4, "depth": 4, "gaze": 4, "cam": 4} and s1.depth == "render"
+    s2 = CurationRun(config(tree, tmp_path), adapter=TreeAdapter(), engine="serial").run()
+    assert (s2.clips_planned, s2.clips_written, s2.clips_skipped, s2.table_clips) == (0, 0, 4, 4)
+    summary = json.loads((tmp_path / "synthetic.summary.json").read_text())
+    assert summary["clips_skipped"] == 4 and summary["run_id"] == s2.run_id
+
+
+def test_ray_run_quarantines_corrupt_videos_and_writes_the_rest(tree, tmp_path, ray_local):
+    raw = tmp_path / "raw"
+    shutil.copytree(tree, raw)
+    write_tree(raw, names=("s2",))
+    shutil.copytree(raw / "s0", raw / "broken")
+    shutil.copytree(raw / "s0", raw / "truncated")
+    (raw / "broken" / "video.mp4").write_bytes(os.urandom(4000))
+    data = (raw / "s0" / "video.mp4").read_bytes()
+    (raw / "truncated" / "video.mp4").write_bytes(data[: len(data) // 2])
+    seen = []
+    cfg = config(raw, tmp_path / "out", windows_per_task=1, write_batch=2)
+    s = CurationRun(cfg, adapter=TreeAdapter(), engine="ray").run(progress=lambda d, t: seen.append((d, t)))
+
+    ids = sorted(c.clip_id for c in read_clips(cfg.table_path, decode_rgb=False))
+    assert ids == [f"synthetic/{q}/{s:06d}" for q in ("s0", "s1", "s2") for s in (0, 60)]
+    assert (s.sequences_seen, s.sequences_failed, s.clips_written, s.quarantined) == (5, 2, 6, 2)
+    recs = read_quarantine(cfg.quarantine_path)
+    assert sorted(r.sequence for r in recs) == ["broken", "truncated"]
+    for r in recs:
+        assert r.stage == "split" and r.error_type == "VideoError" and r.run_id == s.run_id
+        assert r.source.endswith(f"{r.sequence}/video.mp4") and "cannot decode video" in r.reason
+    assert seen[-1] == (6, 6)
+    clip = next(read_clips(cfg.table_path, ids=["synthetic/s2/000060"]))
+    assert clip.rgb.shape == (60, 64, 64, 3) and clip.depth_source == "render"
+    assert json.loads(Path(cfg.summary_path).read_text())["quarantined_by_stage"] == {"split": 2}
+
+
+# ------------------------------------------------------------------------------- fail fast
+def test_prepare_fails_fast_with_clear_messages(tree, tmp_path, monkeypatch):
+    with pytest.raises(CurateError, match="unknown dataset 'nope'"):
+        CurationRun(CurateConfig(dataset="nope", raw=str(tree), out=str(tmp_path))).prepare()
+
+    import egom2p.adapters.base as base
+
+    real = base.importlib.import_module
+
+    def missing(name, *a):
+        if name == "egom2p.adapters.h2o":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real(name, *a)
+
+    monkeypatch.setattr(base.importlib, "import_module", missing)
+    with pytest.raises(CurateError, match="no adapter yet.*egom2p/adapters/h2o.py"):
+        CurationRun(CurateConfig(dataset="h2o", raw=str(tree), out=str(tmp_path))).prepare()
+
+    class NeedsCheckpoint(Annotator):
+        name = "rollingdepth"
+
+        def prepare(self):
+            raise FileNotFoundError("/ckpt/rollingdepth: checkpoint folder not found")
+
+    with pytest.raises(CurateError, match="not ready.*checkpoint folder not found"):
+        CurationRun(config(tree, tmp_path), adapter=TreeAdapter(), annotator=NeedsCheckpoint()).prepare()
+
+    class NoDepth(TreeAdapter):
+        modalities = ("rgb", "cam")
+
+    with pytest.raises(CurateError, match="has none"):
+        CurationRun(config(tree, tmp_path, depth="sensor"), adapter=NoDepth()).prepare()
+
+
+def test_a_second_run_of_the_same_dataset_and_output_is_refused(tree, tmp_path):
+    first = CurationRun(config(tree, tmp_path), adapter=TreeAdapter(), engine="serial")
+    first.prepare()
+    try:
+        with pytest.raises(CurateError, match="another curate run"):
+            CurationRun(config(tree, tmp_path), adapter=TreeAdapter(), engine="serial").prepare()
+        other = CurationRun(CurateConfig(dataset="other", raw=str(tree), out=str(tmp_path)), adapter=TreeAdapter(),
+                            engine="serial")
+        other.prepare()  # another dataset into the same folder is fine
+        other.close()
+    finally:
+        first.close()
+    again = CurationRun(config(tree, tmp_path), adapter=TreeAdapter(), engine="serial")
+    again.prepare()
+    again.close()
