@@ -194,3 +194,82 @@ def test_ase_recovers_truth(ase_tree, tmp_path):
     assert ad.load(refs["test/20"]).read_depth is None
     with pytest.raises(SourceError, match="trajectory.csv: unsynchronisable: 24 poses for 25 images"):
         ad.load(refs["train/99"])
+
+
+# --- the curate run on each fixture tree (in process, serial engine) ----------------------------------------
+
+
+def curate_serial(name: str, raw, out, depth: str, size: int = 64):
+    from egom2p.curate import CurateConfig, CurationRun, read_quarantine
+
+    cfg = CurateConfig(dataset=name, raw=str(raw), out=str(out), size=size, depth=depth)
+    summary = CurationRun(cfg, engine="serial").run().to_dict()
+    clips = sorted(read_clips(cfg.table_path), key=lambda c: c.clip_id)
+    return summary, clips, read_quarantine(cfg.quarantine_path)
+
+
+def test_curate_egoexo4d(egoexo, tmp_path):
+    root, truth = egoexo
+    summary, clips, records = curate_serial("egoexo4d", root, tmp_path, "none")
+    assert [c.clip_id for c in clips] == ["egoexo4d/cmu_bike01_2/000000", "egoexo4d/cmu_bike01_2/000060",
+                                          "egoexo4d/iiith_cooking_01_1/000000"]
+    assert {r.sequence: r.source.rsplit("/", 1)[-1] for r in records} == {
+        "cmu_bike01_3": "aria01_214-1.mp4", "iiith_cooking_01_4": "closed_loop_trajectory.csv"}
+    assert all(r.reason for r in records) and summary["quarantined"] == 2
+    for c in clips:
+        tr, s = truth[c.sequence], c.start_frame
+        assert c.split == ("val" if c.sequence == "iiith_cooking_01_1" else "train")
+        assert c.camera_model == "fisheye624" and c.depth is None and c.rgb.shape == (60, 64, 64, 3)
+        assert_relative_poses(c.cam, tr["c2w"][s:s + 60], tr["frame_valid"][s:s + 60])
+        assert_gaze(c.gaze, tr["gaze_px"][s:s + 60], 64, 64, 64)
+        assert np.array_equal(c.frame_valid, tr["frame_valid"][s:s + 60])
+
+
+@pytest.mark.parametrize("name", ["hot3d_aria", "hot3d_quest"])
+def test_curate_hot3d(hot3d_clips, tmp_path, name):
+    root, truth = hot3d_clips
+    summary, clips, records = curate_serial(name, root, tmp_path, "none")  # default rollingdepth needs a checkpoint
+    expected = {"hot3d_aria": ["train_aria/clip-000001/000000", "train_aria/clip-000001/000060",
+                               "train_aria/clip-000002/000000"],
+                "hot3d_quest": ["train_quest3/clip-000004/000000"]}[name]
+    assert [c.clip_id.split("/", 1)[1] for c in clips] == expected
+    if name == "hot3d_aria":  # the clip with a path-traversal member is quarantined, naming the tar
+        assert [(r.sequence, r.source.rsplit("/", 1)[-1]) for r in records] == [("test_aria/clip-000003", "clip-000003.tar")]
+        assert "escaped.txt" in records[0].reason
+    else:
+        assert records == []
+    for c in clips:
+        tr, s = truth[c.sequence], c.start_frame
+        assert_relative_poses(c.cam, tr["c2w"][s:s + 60], tr["frame_valid"][s:s + 60])
+        assert c.is_gray == (name == "hot3d_quest") and c.gaze is None
+
+
+def test_curate_ase_with_sensor_depth(ase_tree, tmp_path):
+    root, truth = ase_tree
+    summary, clips, records = curate_serial("ase", root, tmp_path, "sensor")
+    assert [c.clip_id for c in clips] == ["ase/test/20/000000", "ase/train/83788/000000", "ase/train/83788/000060"]
+    # test/20 has no depth (ASE test scenes); train/99 has a missing trajectory row
+    assert [(r.sequence, r.source.rsplit("/", 1)[-1]) for r in records] == [("train/99", "trajectory.csv")]
+    src = (np.arange(200) + 1) // 3
+    assert clips[0].depth is None and clips[0].split == "test"
+    for c in clips[1:]:
+        s, tr = c.start_frame, truth[c.sequence]
+        assert c.depth_source == "sensor" and c.depth.shape == (60, 64, 64)
+        z = tr["Z"][src[s:s + 60]]
+        assert 1 / z.max() * 0.99 < c.depth_range[0] and c.depth_range[1] < 1 / z.min() * 1.01
+        assert_relative_poses(c.cam, tr["c2w"][src[s:s + 60]], np.ones(60, bool))
+
+
+@pytest.mark.parametrize("name", ["egoexo4d", "hot3d_aria", "hot3d_quest", "adt", "ase"])
+def test_cards_describe_their_adapters(name):
+    from pathlib import Path
+
+    import yaml
+
+    card = yaml.safe_load((Path(__file__).resolve().parents[1] / "datasets" / f"{name}.yaml").read_text())
+    ad = get_adapter(name)
+    assert card["name"] == name and card["adapter_version"] == ad.version
+    assert card["default_depth"] == ad.default_depth
+    assert set(card["modalities"]) == set(ad.modalities)
+    assert card["unconfirmed"] and all(u["point"] and u["tolerance"] for u in card["unconfirmed"])
+    assert card["licence"] and card["sources"]
