@@ -273,3 +273,25 @@ def test_cards_describe_their_adapters(name):
     assert set(card["modalities"]) == set(ad.modalities)
     assert card["unconfirmed"] and all(u["point"] and u["tolerance"] for u in card["unconfirmed"])
     assert card["licence"] and card["sources"]
+
+
+# --- bad input: unknown schemas name the file ------------------------------------------------------------
+
+
+def test_unknown_schemas_are_refused(tmp_path):
+    from egom2p.adapters import aria
+
+    traj = tmp_path / "closed_loop_trajectory.csv"
+    traj.write_text("graph_uid,tracking_timestamp_us,tx,ty,tz\nx,1,0,0,0\n")
+    with pytest.raises(SourceError, match="closed_loop_trajectory.csv: unknown closed-loop trajectory schema"):
+        aria.read_closed_loop_trajectory(traj)
+    head = tmp_path / "headset_trajectory.csv"
+    head.write_text("object_uid,timestamp[ns],t_wo_x[m],t_wo_y[m],t_wo_z[m],q_wo_x,q_wo_y,q_wo_z\n1,2,0,0,0,0,0,0\n")
+    with pytest.raises(SourceError, match="headset_trajectory.csv: unknown HOT3D headset trajectory schema.*q_wo_w"):
+        aria.read_headset_trajectory(head)
+    calib = tmp_path / "online_calibration.jsonl"
+    calib.write_text('{"version": 2, "cameras": []}\n')
+    with pytest.raises(SourceError, match="online_calibration.jsonl: unknown online calibration schema"):
+        aria.read_online_calibration(calib)
+    with pytest.raises(SourceError, match="missing eye gaze CSV"):
+        aria.read_eye_gaze(tmp_path / "nope.csv")
