@@ -7,8 +7,9 @@ Layout read (per session folder ``<raw>/<session>/Export_py/``)::
                                     4x4 camera-to-world in the psi basis (x forward, y left, z up)
     Video/Intrinsics.txt            tab-separated: 3x3 K (row-major), distortion ..., width, height
     Video/VideoMp4Timing.txt        first line: tick of mp4 frame 0
-    Eyes/Eyes_sync.txt              tab-separated: synced time, tick, eye origin xyz, gaze direction xyz
-                                    (world), [validity]
+    Eyes/Eyes_sync.txt              tab-separated: synced time (s), original tick, eye origin xyz, gaze
+                                    direction xyz (world), [validity]; rows matched to pose rows on the
+                                    synced time (column 1)
     AhatDepth_synced.tar            optional AHAT depth pngs (not registered to the PV camera; see card)
 
 Conventions (cross-checked with the official EgoM2P release, egom2p/data/load_cam.py,
@@ -41,8 +42,8 @@ GAZE_DISTANCE_M = 0.5  # projection distance of the official release (holoassist
 SPLIT_FILES = {"train": "train-v1_2.txt", "val": "val-v1_2.txt", "test": "test-v1_2.txt"}
 
 
-def read_ticks_table(path: Path, min_cols: int, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """A psi ``*_sync.txt``: (ticks int64 [N], payload float64 [N, min_cols - 2] (+ extra columns))."""
+def read_ticks_table(path: Path, min_cols: int, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A psi ``*_sync.txt``: (synced time s [N], ticks int64 [N], payload float64 [N, >= min_cols - 2])."""
     rows = read_table(path, min_cols=min_cols, sep="\t", what=what)
     width = min(len(r) for r in rows)
     try:
@@ -50,10 +51,11 @@ def read_ticks_table(path: Path, min_cols: int, what: str) -> tuple[np.ndarray, 
                          dtype=np.int64)
     except ValueError as e:
         raise SourceError(path, f"column 2 must be integer 100-ns ticks ({e})") from e
+    synced = np.array([floats(path, r[:1])[0] for r in rows])
     payload = np.stack([floats(path, r[2:width]) for r in rows])
     if np.any(np.diff(ticks) <= 0):
         raise SourceError(path, "ticks are not strictly increasing (unsynchronisable stream)")
-    return ticks, payload
+    return synced, ticks, payload
 
 
 def read_intrinsics(path: Path) -> tuple[np.ndarray, int, int]:
@@ -136,7 +138,7 @@ class HoloAssistAdapter(Adapter):
         n_video = info.num_frames
         video_ticks = t_start + (np.arange(n_video, dtype=np.int64) * fps.denominator * TICKS_PER_SECOND) // fps.numerator
 
-        pose_ticks, pose_payload = read_ticks_table(pose_f, 18, "Pose_sync")
+        pose_synced, pose_ticks, pose_payload = read_ticks_table(pose_f, 18, "Pose_sync")
         pose_psi = pose_payload[:, :16].reshape(-1, 4, 4)
         K, kw, kh = read_intrinsics(intr_f)
         if (kw, kh) != (info.width, info.height):  # intrinsics given for another resolution: rescale
@@ -163,8 +165,13 @@ class HoloAssistAdapter(Adapter):
         files = [str(mp4), str(pose_f), str(intr_f), str(timing_f)]
         if eyes_f.is_file():
             files.append(str(eyes_f))
-            eye_ticks, eye = read_ticks_table(eyes_f, 8, "Eyes_sync")
-            ei = vid.nearest_indices((eye_ticks - t_start).astype(np.float64), grid, max_gap=half)
+            eye_synced, _, eye = read_ticks_table(eyes_f, 8, "Eyes_sync")
+            # eye rows are matched to pose rows on the shared synced clock (column 1), not on their
+            # original device ticks; then follow the pose row of each timeline frame
+            order = np.argsort(eye_synced, kind="stable")
+            ei_pose = vid.nearest_indices(eye_synced[order], pose_synced, max_gap=0.5 / 30.0)
+            ei_pose = np.where(ei_pose >= 0, order[np.maximum(ei_pose, 0)], -1)
+            ei = np.where(have, ei_pose[np.maximum(pi, 0)], -1)
             ok = (ei >= 0) & have
             valid_col = eye[:, 6] != 0 if eye.shape[1] > 6 else np.ones(len(eye), bool)  # UNCONFIRMED column
             ok[ok] &= valid_col[ei[ok]] & np.isfinite(eye[ei[ok], :6]).all(axis=1)
