@@ -148,9 +148,13 @@ def test_arctic_adapter_world_to_camera_ioi_offset_and_distortion(trees):
         clip = standardize(seq, 0, size=SIZE)
         assert_relative_poses(clip.cam, gt["c2w"][:60])
         assert clip.rgb.shape == (60, SIZE, SIZE, 3) and clip.distortion.shape == (8,)
+        # image i is shown at ground-truth frame i - ioi_offset
+        probe = np.array([0, 1, 30, len(gt["c2w"]) - 1])
+        assert psnr(seq.read_frames(probe), gt["frames"][probe]) > 30
     # image 00040 of s01 (GT frame 37, timeline frame 37) is missing: flagged, nearest image used
     seq = A.load(refs["s01/box_grab_01"])
     assert not seq.frame_valid[37] and seq.frame_valid[36] and seq.frame_valid[38]
+    assert psnr(seq.read_frames(np.array([37])), truth["s01/box_grab_01"]["frames"][[37]]) > 30
 
 
 def test_arctic_malicious_pickle_and_unknown_schema_are_refused(trees):
@@ -240,6 +244,7 @@ def test_hoi4d_adapter_15fps_to_30fps_log_poses_and_depth(trees):
     clip = standardize(seq, 0, size=SIZE)
     assert_relative_poses(clip.cam, gt["c2w"][:60])
     np.testing.assert_array_equal(seq.read_depth(np.arange(5, 65)), gt["depth_m"][5:65])
+    assert psnr(seq.read_frames(np.arange(0, 8)), gt["frames"][0:8]) > 30
     # the .log holds camera-to-world: Open3D's extrinsic (world-to-camera) is its inverse
     log = root / "HOI4D_annotations" / name / "3Dseg" / "output.log"
     traj = o3d.io.read_pinhole_camera_trajectory(str(log))

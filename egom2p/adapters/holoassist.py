@@ -60,8 +60,10 @@ def read_ticks_table(path: Path, min_cols: int, what: str) -> tuple[np.ndarray, 
 
 def read_intrinsics(path: Path) -> tuple[np.ndarray, int, int]:
     """(fx, fy, cx, cy), width, height from Intrinsics.txt (K row-major first, width and height last)."""
-    rows = read_table(path, min_cols=11, sep=None, what="intrinsics")
-    vals = floats(path, [c for r in rows for c in r])
+    rows = read_table(path, min_cols=1, sep=None, what="intrinsics")
+    vals = floats(path, [c for r in rows for c in r])  # one tab-separated line in the release; any layout read
+    if vals.size < 11:
+        raise SourceError(path, f"{vals.size} numbers, expected at least 11 (3x3 K ... width height)")
     K = vals[:9].reshape(3, 3)
     w, h = int(round(vals[-2])), int(round(vals[-1]))
     if K[2, 2] != 1 or K[0, 0] <= 0 or K[1, 1] <= 0 or w <= 0 or h <= 0:
