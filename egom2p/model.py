@@ -1,0 +1,345 @@
+"""The EgoM2P any-to-any model: a T5-style encoder-decoder over multimodal discrete tokens.
+
+Read top to bottom:
+
+* :class:`ModelConfig`: sizes (``tiny`` for CPU, ``base`` = T5-Base scale, dim 768, 12+12 layers).
+* positional tables: fixed sin-cos, 1D over the 30 positions of gaze/cam, 3D over (t, h, w) of the
+  video grids with dim/3 channels per axis (:func:`sincos_1d`, :func:`sincos_3d`).
+* blocks: pre-norm, LayerNorm without bias, attention through ``F.scaled_dot_product_attention``
+  with boolean masks, SwiGLU MLP without biases.
+* :class:`EgoM2P`: ``forward(batch)`` runs the named steps
+  ``embed_inputs -> encode -> embed_targets -> decode -> logits -> loss``.
+
+A batch is a dict of tensors produced by the masking sampler (egom2p.sampler), one row per sample
+with a fixed number of input and target slots (the budgets)::
+
+    enc_tok, enc_mod, enc_pos : int64 [B, Ni]   token id, modality index, position in its grid
+    enc_valid                 : bool  [B, Ni]   False on padding slots
+    dec_tok, dec_mod, dec_pos : int64 [B, Nt]   the same for the targets (dec_tok = labels)
+    dec_valid                 : bool  [B, Nt]
+
+Modality indices follow ``model.modalities`` (the registry's order). Decoder inputs are a learned
+mask token + position + modality embedding (the target ids are only labels); the decoder attends to
+itself only within the same modality and to the encoder through cross-attention; logits of a
+modality come from its decoder embedding matrix (tied output projection, [vocab_m, dim]).
+
+A sample with no valid input slot (the unconditional pass of classifier-free guidance) attends to
+its first encoder slot, a zero vector: a well defined "empty context" rather than NaNs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .modalities import Registry
+
+# --------------------------------------------------------------------------------------------------
+# config
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelConfig:
+    dim: int = 768
+    encoder_layers: int = 12
+    decoder_layers: int = 12
+    heads: int = 12
+    mlp_ratio: float = 4.0  # SwiGLU hidden = 2/3 * mlp_ratio * dim (rounded to a multiple of 8)
+    registry: str = "base"  # which modality registry the vocabularies come from
+    init_std: float = 0.02
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in dict(d).items() if k in names})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __post_init__(self):
+        if self.dim % self.heads:
+            raise ValueError(f"model dim {self.dim} is not divisible by heads {self.heads}")
+        if self.dim % 6:
+            raise ValueError(f"model dim {self.dim} must be divisible by 6 (3D sin-cos: dim/3 even channels per axis)")
+
+    @property
+    def mlp_hidden(self) -> int:
+        h = int(2 * self.mlp_ratio * self.dim / 3)
+        return (h + 7) // 8 * 8
+
+
+# --------------------------------------------------------------------------------------------------
+# fixed positional tables
+# --------------------------------------------------------------------------------------------------
+
+
+def sincos_1d(n: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """[n, dim]: sin on the first half of channels, cos on the second half."""
+    assert dim % 2 == 0
+    omega = 1.0 / temperature ** (torch.arange(dim // 2, dtype=torch.float64) / (dim // 2))
+    ang = torch.arange(n, dtype=torch.float64)[:, None] * omega[None]  # [n, dim/2]
+    return torch.cat([ang.sin(), ang.cos()], dim=1).float()
+
+
+def sincos_3d(t: int, h: int, w: int, dim: int) -> torch.Tensor:
+    """[t*h*w, dim] in row-major (t, h, w) order: dim/3 channels per axis."""
+    d = dim // 3
+    et, eh, ew = sincos_1d(t, d), sincos_1d(h, d), sincos_1d(w, d)
+    grid = torch.cat([
+        et[:, None, None, :].expand(t, h, w, d),
+        eh[None, :, None, :].expand(t, h, w, d),
+        ew[None, None, :, :].expand(t, h, w, d),
+    ], dim=-1)  # [t, h, w, 3d]
+    return grid.reshape(t * h * w, 3 * d)
+
+
+def position_table(token_grid: tuple[int, ...], dim: int) -> torch.Tensor:
+    if len(token_grid) == 1:
+        return sincos_1d(token_grid[0], dim)
+    if len(token_grid) == 3:
+        return sincos_3d(*token_grid, dim)
+    raise ValueError(f"token grid {token_grid}: only 1D and 3D grids are supported")
+
+
+# --------------------------------------------------------------------------------------------------
+# blocks
+# --------------------------------------------------------------------------------------------------
+
+
+class LayerNorm(nn.LayerNorm):
+    def __init__(self, dim: int):
+        super().__init__(dim, bias=False)
+
+
+class Attention(nn.Module):
+    """Multi-head attention; ``context=None`` is self-attention. mask: bool [B, 1|H, Nq, Nk], True = attend."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim, bias=False)
+        self.kv = nn.Linear(dim, 2 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        B, Nq, D = x.shape
+        ctx = x if context is None else context
+        Nk = ctx.shape[1]
+        q = self.q(x).view(B, Nq, self.heads, D // self.heads).transpose(1, 2)  # [B, H, Nq, Dh]
+        k, v = self.kv(ctx).view(B, Nk, 2, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # [B, H, Nk, Dh]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, H, Nq, Dh]
+        return self.proj(y.transpose(1, 2).reshape(B, Nq, D))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.gate_up = nn.Linear(dim, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g, u = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(g) * u)
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm1, self.attn = LayerNorm(cfg.dim), Attention(cfg.dim, cfg.heads)
+        self.norm2, self.mlp = LayerNorm(cfg.dim), SwiGLU(cfg.dim, cfg.mlp_hidden)
+
+    def forward(self, x, mask):
+        x = x + self.attn(self.norm1(x), mask)
+        return x + self.mlp(self.norm2(x))
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm1, self.self_attn = LayerNorm(cfg.dim), Attention(cfg.dim, cfg.heads)
+        self.norm2, self.cross_attn = LayerNorm(cfg.dim), Attention(cfg.dim, cfg.heads)
+        self.norm3, self.mlp = LayerNorm(cfg.dim), SwiGLU(cfg.dim, cfg.mlp_hidden)
+
+    def forward(self, x, self_mask, context, cross_mask):
+        x = x + self.self_attn(self.norm1(x), self_mask)
+        x = x + self.cross_attn(self.norm2(x), cross_mask, context=context)
+        return x + self.mlp(self.norm3(x))
+
+
+# --------------------------------------------------------------------------------------------------
+# masks
+# --------------------------------------------------------------------------------------------------
+
+
+def key_mask(valid: torch.Tensor) -> torch.Tensor:
+    """bool [B, N] valid keys -> [B, 1, 1, N]; a sample with no valid key attends to its slot 0."""
+    empty = ~valid.any(dim=1, keepdim=True)  # [B, 1]
+    first = torch.zeros_like(valid)
+    first[:, 0] = True
+    return (valid | (empty & first))[:, None, None, :]
+
+
+def within_modality_mask(mod: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Decoder self-attention: query i sees key j iff same modality and j valid (and always itself). [B,1,N,N]."""
+    same = mod[:, :, None] == mod[:, None, :]  # [B, N, N]
+    m = same & valid[:, None, :]
+    eye = torch.eye(mod.shape[1], dtype=torch.bool, device=mod.device)[None]
+    return (m | eye)[:, None]
+
+
+# --------------------------------------------------------------------------------------------------
+# the model
+# --------------------------------------------------------------------------------------------------
+
+
+class EgoM2P(nn.Module):
+    def __init__(self, cfg: ModelConfig, registry: Registry):
+        super().__init__()
+        self.cfg = cfg
+        self.registry = registry
+        self.modalities: tuple[str, ...] = registry.names
+        D = cfg.dim
+        # per-modality token embeddings of the encoder; decoder embeddings double as output projections
+        self.enc_embed = nn.ModuleDict({m: nn.Embedding(registry[m].vocab_size, D) for m in self.modalities})
+        self.dec_embed = nn.ModuleDict({m: nn.Embedding(registry[m].vocab_size, D) for m in self.modalities})
+        self.mod_embed = nn.Embedding(len(self.modalities), D)  # shared by encoder and decoder
+        self.mask_token = nn.Parameter(torch.zeros(D))
+        # fixed sin-cos positions of every modality, concatenated: pos_offset[m] + position -> row
+        tables = [position_table(registry[m].token_grid, D) for m in self.modalities]
+        offsets = torch.tensor([0] + [t.shape[0] for t in tables[:-1]]).cumsum(0)
+        self.register_buffer("pos_table", torch.cat(tables), persistent=False)  # [sum_m N_m, D]
+        self.register_buffer("pos_offset", offsets, persistent=False)  # [M]
+        self.encoder = nn.ModuleList([EncoderBlock(cfg) for _ in range(cfg.encoder_layers)])
+        self.decoder = nn.ModuleList([DecoderBlock(cfg) for _ in range(cfg.decoder_layers)])
+        self.enc_norm, self.dec_norm = LayerNorm(D), LayerNorm(D)
+        self._init_weights()
+
+    def _init_weights(self):
+        std = self.cfg.init_std
+        for name, p in self.named_parameters():
+            if p.dim() >= 2:
+                s = std
+                if name.endswith("proj.weight") or name.endswith("down.weight"):  # residual outputs
+                    s = std / math.sqrt(2 * (self.cfg.encoder_layers + self.cfg.decoder_layers))
+                nn.init.normal_(p, 0.0, s)
+        nn.init.normal_(self.mask_token, 0.0, std)
+
+    def num_params(self, embeddings: bool = True) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        if not embeddings:
+            n -= sum(p.numel() for m in (self.enc_embed, self.dec_embed) for p in m.parameters())
+        return n
+
+    def mod_index(self, name: str) -> int:
+        return self.modalities.index(name)
+
+    # ---- step 1: embed ---------------------------------------------------------------------------
+
+    def _positions(self, mod: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        return self.pos_table[self.pos_offset[mod.clamp(min=0)] + pos]  # [B, N, D]
+
+    def embed_inputs(self, tok, mod, pos, valid) -> torch.Tensor:
+        """token embedding (of its modality) + position + modality; zero on padding. -> [B, Ni, D]"""
+        B, N = tok.shape
+        x = torch.zeros(B * N, self.cfg.dim, device=tok.device, dtype=self.mod_embed.weight.dtype)
+        flat_tok, flat_mod, flat_valid = tok.reshape(-1), mod.reshape(-1), valid.reshape(-1)
+        for i, m in enumerate(self.modalities):
+            sel = (flat_valid & (flat_mod == i)).nonzero().squeeze(1)
+            x = x.index_copy(0, sel, self.enc_embed[m](flat_tok[sel]))
+        x = x.view(B, N, -1) + self._positions(mod, pos) + self.mod_embed(mod.clamp(min=0))
+        return x * valid[..., None]
+
+    def embed_targets(self, mod, pos, valid) -> torch.Tensor:
+        """mask token + position + modality at the target slots. -> [B, Nt, D]"""
+        x = self.mask_token + self._positions(mod, pos) + self.mod_embed(mod.clamp(min=0))
+        return x * valid[..., None]
+
+    # ---- step 2: encode --------------------------------------------------------------------------
+
+    def encode(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """[B, Ni, D] -> [B, Ni, D] with full self-attention over valid input slots."""
+        mask = key_mask(valid)
+        for blk in self.encoder:
+            x = blk(x, mask)
+        return self.enc_norm(x)
+
+    # ---- step 3: decode --------------------------------------------------------------------------
+
+    def decode(self, y, dec_mod, dec_valid, context, enc_valid) -> torch.Tensor:
+        """[B, Nt, D] mask queries -> [B, Nt, D]; self-attention within modality, cross-attention to context."""
+        self_mask = within_modality_mask(dec_mod, dec_valid)
+        cross_mask = key_mask(enc_valid)
+        for blk in self.decoder:
+            y = blk(y, self_mask, context, cross_mask)
+        return self.dec_norm(y)
+
+    # ---- step 4: logits --------------------------------------------------------------------------
+
+    def logits(self, h: torch.Tensor, modality: str) -> torch.Tensor:
+        """[..., D] decoder outputs -> [..., vocab_m] with the tied decoder embedding of ``modality``."""
+        return h @ self.dec_embed[modality].weight.t()
+
+    # ---- step 5: loss ----------------------------------------------------------------------------
+
+    def loss_parts(self, h, dec_tok, dec_mod, dec_valid) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """{modality: (sum of token cross-entropies, number of target tokens)} over this batch."""
+        parts = {}
+        for i, m in enumerate(self.modalities):
+            sel = dec_valid & (dec_mod == i)  # [B, Nt]
+            n = sel.sum()
+            logits = self.logits(h[sel], m).float()  # [n_m, V_m]
+            ce = F.cross_entropy(logits, dec_tok[sel], reduction="sum")
+            parts[m] = (ce, n)
+        return parts
+
+    # ---- forward ---------------------------------------------------------------------------------
+
+    def hidden(self, batch: dict) -> torch.Tensor:
+        """embed -> encode -> decode: decoder outputs [B, Nt, D]."""
+        x = self.embed_inputs(batch["enc_tok"], batch["enc_mod"], batch["enc_pos"], batch["enc_valid"])
+        ctx = self.encode(x, batch["enc_valid"])
+        y = self.embed_targets(batch["dec_mod"], batch["dec_pos"], batch["dec_valid"])
+        return self.decode(y, batch["dec_mod"], batch["dec_valid"], ctx, batch["enc_valid"])
+
+    def forward(self, batch: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """embed -> encode -> decode -> logits -> loss parts (see :func:`combine_losses`)."""
+        h = self.hidden(batch)
+        return self.loss_parts(h, batch["dec_tok"], batch["dec_mod"], batch["dec_valid"])
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        """Single-process convenience: (mean over present modalities of per-modality mean CE, {mod: CE})."""
+        return combine_losses(self(batch))
+
+
+def combine_losses(parts: dict, global_counts: dict | None = None, world_size: int = 1
+                   ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Per-modality mean CE averaged over the modalities with targets (paper's L_total).
+
+    ``global_counts`` ({modality: target tokens over all ranks}) makes the per-rank loss a share of the
+    global loss (times ``world_size``, since DDP averages gradients), so gradients and the summed loss
+    equal a single process on the same global batch.
+    """
+    counts = global_counts or {m: float(n) for m, (_, n) in parts.items()}
+    present = [m for m in parts if counts[m] > 0]
+    if not present:
+        raise ValueError("batch has no target tokens")
+    total = 0.0
+    per_mod = {}
+    for m in present:
+        ce, n = parts[m]
+        term = ce / counts[m]
+        total = total + term
+        per_mod[m] = term.detach()
+    total = total * (world_size / len(present))
+    return total, per_mod
+
+
+def build_model(cfg: ModelConfig | dict, registry: Registry) -> EgoM2P:
+    if isinstance(cfg, dict):
+        cfg = ModelConfig.from_dict(cfg)
+    return EgoM2P(cfg, registry)

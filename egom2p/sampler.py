@@ -1,0 +1,323 @@
+"""The 4M-style masking sampler: token DB rows -> fixed-size input/target token batches.
+
+For every sample (numbered globally: sample ``i`` is the same whatever the number of ranks or
+workers) a generator seeded with ``(seed, i)`` decides, in this order:
+
+1. the dataset, with probability proportional to its number of clips (``weighting: size``), equal
+   (``uniform``) or proportional to ``size ** (1 / temperature)`` (``temperature``); or explicit
+   per-dataset weights;
+2. a clip of that dataset (uniformly, with replacement) among the clips that have at least one of the
+   mixture's modalities;
+3. one concentration ``alpha`` of the mixture {0.01, 0.1, 1, 10} and, over the modalities *present in
+   that clip*, a symmetric Dirichlet draw for the input budget and another for the target budget;
+   the integer budgets are filled proportionally and capped by each modality's token count (the
+   excess goes to the other present modalities); missing modalities get nothing;
+4. per modality a random permutation of its token positions: the first ``n_in`` are inputs, the next
+   ``n_tgt`` targets, so inputs and targets are disjoint.
+
+Rows are read with batched Lance takes (one per batch). The sampler has no hidden state besides
+the next batch number, so its state in a checkpoint is ``{"seed", "next_batch"}`` and resuming gives
+exactly the batches an uninterrupted run would have seen. ``make_loader`` wraps it in a DataLoader
+whose workers are started with ``spawn`` (Lance is not fork-safe); worker ``w`` builds batches
+``w, w + W, ...`` and the DataLoader returns them in order, so workers change nothing either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import torch
+
+from .modalities import Registry
+from .tokendb import TokenDB, open_token_db, token_column
+
+DEFAULT_ALPHAS = (0.01, 0.1, 1.0, 10.0)
+WEIGHTINGS = ("size", "uniform", "temperature")
+
+
+class SamplerError(ValueError):
+    """The mixture cannot be sampled from this token DB (raised before training starts)."""
+
+
+@dataclass
+class MixtureConfig:
+    datasets: dict | list | None = None  # None = every dataset of the split; list; or {name: weight}
+    weighting: str = "size"  # size | uniform | temperature (ignored with explicit weights)
+    temperature: float = 1.0
+    modalities: list = field(default_factory=lambda: ["rgb", "depth", "gaze", "cam"])
+    alphas: list = field(default_factory=lambda: list(DEFAULT_ALPHAS))
+    input_budget: int = 2048
+    target_budget: int = 2048
+    split: str | None = "train"  # None = all rows
+    empty_input_prob: float = 0.0  # share of samples with no inputs (trains the unconditional pass of CFG)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MixtureConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in dict(d).items() if k in names})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------------------
+# pure helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def dataset_weights(sizes: dict[str, int], weighting: str = "size", temperature: float = 1.0,
+                    explicit: dict | None = None) -> dict[str, float]:
+    """Normalised sampling probability of each dataset."""
+    names = sorted(sizes)
+    if explicit:
+        w = np.array([float(explicit[n]) for n in names])
+    elif weighting == "size":
+        w = np.array([sizes[n] for n in names], dtype=np.float64)
+    elif weighting == "uniform":
+        w = np.ones(len(names))
+    elif weighting == "temperature":
+        if temperature <= 0:
+            raise SamplerError(f"temperature must be > 0, got {temperature}")
+        w = np.array([sizes[n] for n in names], dtype=np.float64) ** (1.0 / temperature)
+    else:
+        raise SamplerError(f"unknown dataset weighting {weighting!r}; choose one of {WEIGHTINGS}")
+    if (w < 0).any() or w.sum() <= 0:
+        raise SamplerError(f"dataset weights must be >= 0 with a positive sum, got {dict(zip(names, w))}")
+    return dict(zip(names, (w / w.sum()).tolist()))
+
+
+def allocate(p: np.ndarray, budget: int, caps: np.ndarray) -> np.ndarray:
+    """Integer split of ``budget`` proportional to ``p`` with ``alloc <= caps``; the excess of capped
+    entries is redistributed (water filling); sums to min(budget, caps.sum())."""
+    caps = np.asarray(caps, dtype=np.int64)
+    alloc = np.zeros_like(caps)
+    remaining = int(min(budget, caps.sum()))
+    active = caps > 0
+    while remaining > 0:
+        w = np.where(active, p, 0.0)
+        if w.sum() <= 0:
+            w = active.astype(np.float64)
+        exact = w / w.sum() * remaining
+        share = np.floor(exact).astype(np.int64)
+        short = remaining - share.sum()
+        if short:  # largest remainders first (ties by index), only among active entries
+            order = np.lexsort((np.arange(len(exact)), -(exact - share)))
+            order = [i for i in order if active[i]]
+            for i in order[:short]:
+                share[i] += 1
+        share = np.minimum(share, caps - alloc)
+        alloc += share
+        remaining -= int(share.sum())
+        active &= alloc < caps
+        if not active.any():
+            break
+    return alloc
+
+
+def mask_sample(rng: np.random.Generator, present: list[int], num_tokens: list[int], alphas, input_budget: int,
+                target_budget: int, empty_input_prob: float = 0.0) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """One sample's masking: [(modality index, input positions, target positions)] for present modalities."""
+    k = len(present)
+    alpha = float(alphas[rng.integers(len(alphas))])
+    caps = np.array([num_tokens[m] for m in present], dtype=np.int64)
+    p_in = _dirichlet(rng, alpha, k)
+    p_tgt = _dirichlet(rng, alpha, k)
+    empty = empty_input_prob > 0 and rng.random() < empty_input_prob
+    n_in = allocate(p_in, 0 if empty else input_budget, caps)
+    n_tgt = allocate(p_tgt, target_budget, caps - n_in)
+    out = []
+    for j, m in enumerate(present):
+        perm = rng.permutation(num_tokens[m])
+        out.append((m, np.sort(perm[:n_in[j]]), np.sort(perm[n_in[j]:n_in[j] + n_tgt[j]])))
+    return out
+
+
+def _dirichlet(rng: np.random.Generator, alpha: float, k: int) -> np.ndarray:
+    if k == 1:
+        return np.ones(1)
+    p = rng.dirichlet([alpha] * k)
+    if not np.all(np.isfinite(p)) or p.sum() <= 0:  # tiny alphas can underflow: fall back to one-hot
+        p = np.zeros(k)
+        p[rng.integers(k)] = 1.0
+    return p
+
+
+# --------------------------------------------------------------------------------------------------
+# the sampler
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SamplerSpec:
+    """Everything a worker needs to rebuild the sampler (picklable: spawn-safe)."""
+
+    db_path: str
+    db_version: int
+    mixture: dict
+    seed: int
+    batch_size: int  # global batch (all ranks)
+    rank: int = 0
+    world_size: int = 1
+
+
+class MaskingSampler:
+    """Builds batch ``b`` (this rank's share of global batch ``b``) deterministically from the token DB."""
+
+    def __init__(self, db: TokenDB | str, mixture: MixtureConfig | dict, seed: int = 0, batch_size: int = 8,
+                 rank: int = 0, world_size: int = 1, db_version: int | str | None = None):
+        self.db = open_token_db(db, db_version) if isinstance(db, str) else db
+        self.mix = mixture if isinstance(mixture, MixtureConfig) else MixtureConfig.from_dict(mixture)
+        self.seed, self.batch_size, self.rank, self.world_size = int(seed), int(batch_size), rank, world_size
+        if self.batch_size % world_size:
+            raise SamplerError(f"global batch {batch_size} is not divisible by the {world_size} ranks")
+        self.local_batch = self.batch_size // world_size
+        self.registry: Registry = self.db.registry
+        self.all_modalities = self.registry.names  # modality index = position in the registry (model order)
+        self._validate_and_index()
+
+    # ---- set-up and checks (all raise before training starts) ------------------------------------
+
+    def _validate_and_index(self):
+        mix, path = self.mix, self.db.path
+        unknown = [m for m in mix.modalities if m not in self.all_modalities]
+        if unknown:
+            raise SamplerError(f"{path}: unknown modality {unknown} in the mixture; the DB registry has "
+                               f"{list(self.all_modalities)}")
+        if not mix.modalities:
+            raise SamplerError("the mixture lists no modalities")
+        if not mix.alphas or any(float(a) <= 0 for a in mix.alphas):
+            raise SamplerError(f"Dirichlet alphas must be positive, got {mix.alphas}")
+        self.mod_idx = [self.all_modalities.index(m) for m in mix.modalities]
+        self.num_tokens = [self.registry[m].num_tokens for m in self.all_modalities]
+        total = sum(self.num_tokens[i] for i in self.mod_idx)
+        if mix.input_budget < 0 or mix.target_budget <= 0:
+            raise SamplerError(f"budgets must be >= 0 (inputs) and > 0 (targets), got {mix.input_budget}/"
+                               f"{mix.target_budget}")
+        if mix.input_budget + mix.target_budget > total:
+            raise SamplerError(
+                f"{path}: input budget {mix.input_budget} + target budget {mix.target_budget} = "
+                f"{mix.input_budget + mix.target_budget} tokens is larger than the {total} tokens a clip has in the "
+                f"modalities {list(mix.modalities)} (registry {self.registry.config!r}: "
+                + ", ".join(f"{m} {self.registry[m].num_tokens}" for m in mix.modalities) + ")")
+        idx = self.db.index().to_pydict()
+        n = len(idx["dataset"])
+        rows_ok = np.ones(n, bool) if mix.split is None else np.array([s == mix.split for s in idx["split"]], bool)
+        has_any = np.zeros(n, bool)
+        for m in mix.modalities:
+            has_any |= np.asarray(idx[f"has_{m}"], bool)
+        ds_names = np.array(idx["dataset"], dtype=object)
+        in_split = sorted(set(ds_names[rows_ok]))
+        if mix.datasets is None:
+            wanted = in_split
+        else:
+            wanted = sorted(mix.datasets)
+        if not wanted:
+            raise SamplerError(f"{path} (version {self.db.version}): no rows in split {mix.split!r}")
+        self.rows: dict[str, np.ndarray] = {}
+        for d in wanted:
+            sel = rows_ok & (ds_names == d)
+            if not sel.any():
+                raise SamplerError(f"{path} (version {self.db.version}): no rows for dataset {d!r} in split "
+                                   f"{mix.split!r}; datasets there: {in_split}")
+            usable = np.nonzero(sel & has_any)[0]
+            if usable.size == 0:
+                raise SamplerError(f"{path}: dataset {d!r} has no clip with any of the modalities "
+                                   f"{list(mix.modalities)}")
+            self.rows[d] = usable
+        self.datasets = sorted(self.rows)
+        explicit = mix.datasets if isinstance(mix.datasets, dict) else None
+        w = dataset_weights({d: len(self.rows[d]) for d in self.datasets}, mix.weighting, mix.temperature, explicit)
+        self.weights = np.array([w[d] for d in self.datasets])
+        self.cum_weights = np.cumsum(self.weights)
+
+    def describe(self) -> str:
+        parts = [f"{d}: {len(self.rows[d])} clips, p={p:.3f}" for d, p in zip(self.datasets, self.weights)]
+        return (f"token DB {self.db.path} v{self.db.version}; modalities {list(self.mix.modalities)}; budgets "
+                f"{self.mix.input_budget} in / {self.mix.target_budget} out; " + "; ".join(parts))
+
+    # ---- one batch -------------------------------------------------------------------------------
+
+    def sample_ids(self, batch: int) -> range:
+        start = batch * self.batch_size + self.rank * self.local_batch
+        return range(start, start + self.local_batch)
+
+    def batch(self, b: int) -> dict[str, torch.Tensor]:
+        """This rank's part of global batch ``b`` as the model's input dict (see egom2p.model)."""
+        ids = list(self.sample_ids(b))
+        rngs = [np.random.Generator(np.random.PCG64([self.seed, i])) for i in ids]
+        rows = []
+        for rng in rngs:
+            d = self.datasets[min(int(np.searchsorted(self.cum_weights, rng.random() * self.cum_weights[-1],
+                                                      side="right")), len(self.datasets) - 1)]
+            rows.append(int(self.rows[d][rng.integers(len(self.rows[d]))]))
+        cols = [token_column(self.all_modalities[m]) for m in self.mod_idx]
+        table = self.db.take(rows, cols)
+        toks, present = {}, {}
+        for m, c in zip(self.mod_idx, cols):
+            arr = table.column(c).combine_chunks()
+            ok = ~np.asarray(arr.is_null())
+            vals = arr.values.to_numpy(zero_copy_only=False)[arr.offset * self.num_tokens[m]:]
+            toks[m] = vals[: len(arr) * self.num_tokens[m]].reshape(len(arr), self.num_tokens[m])
+            present[m] = ok
+        return self._collate(rngs, toks, present, rows)
+
+    def _collate(self, rngs, toks, present, rows) -> dict[str, torch.Tensor]:
+        B, Ni, Nt = len(rngs), self.mix.input_budget, self.mix.target_budget
+        out = {k: np.zeros((B, n), np.int64) for k, n in
+               (("enc_tok", Ni), ("enc_mod", Ni), ("enc_pos", Ni), ("dec_tok", Nt), ("dec_mod", Nt), ("dec_pos", Nt))}
+        enc_valid, dec_valid = np.zeros((B, Ni), bool), np.zeros((B, Nt), bool)
+        for b, rng in enumerate(rngs):
+            have = [m for m in self.mod_idx if present[m][b]]
+            plan = mask_sample(rng, have, self.num_tokens, self.mix.alphas, Ni, Nt, self.mix.empty_input_prob)
+            i = t = 0
+            for m, inp, tgt in plan:
+                row = toks[m][b]
+                out["enc_tok"][b, i:i + len(inp)], out["enc_mod"][b, i:i + len(inp)] = row[inp], m
+                out["enc_pos"][b, i:i + len(inp)] = inp
+                enc_valid[b, i:i + len(inp)] = True
+                i += len(inp)
+                out["dec_tok"][b, t:t + len(tgt)], out["dec_mod"][b, t:t + len(tgt)] = row[tgt], m
+                out["dec_pos"][b, t:t + len(tgt)] = tgt
+                dec_valid[b, t:t + len(tgt)] = True
+                t += len(tgt)
+        batch = {k: torch.from_numpy(v) for k, v in out.items()}
+        batch["enc_valid"], batch["dec_valid"] = torch.from_numpy(enc_valid), torch.from_numpy(dec_valid)
+        batch["row"] = torch.tensor(rows, dtype=torch.int64)
+        return batch
+
+    # ---- state -----------------------------------------------------------------------------------
+
+    def spec(self) -> SamplerSpec:
+        return SamplerSpec(self.db.path, self.db.version, self.mix.to_dict(), self.seed, self.batch_size, self.rank,
+                           self.world_size)
+
+
+class BatchStream(torch.utils.data.IterableDataset):
+    """Batches ``start, start+1, ...`` of a :class:`MaskingSampler`; each DataLoader worker builds every
+    W-th batch and opens its own DB handle (spawn-safe: only the picklable spec crosses processes)."""
+
+    def __init__(self, spec: SamplerSpec, start_batch: int = 0, num_batches: int | None = None):
+        self.spec, self.start, self.num = spec, int(start_batch), num_batches
+
+    def __iter__(self):
+        s = self.spec
+        sampler = MaskingSampler(s.db_path, s.mixture, s.seed, s.batch_size, s.rank, s.world_size,
+                                 db_version=s.db_version)
+        info = torch.utils.data.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        b = self.start + wid
+        end = None if self.num is None else self.start + self.num
+        while end is None or b < end:
+            yield sampler.batch(b)
+            b += nw
+
+
+def make_loader(sampler: MaskingSampler, start_batch: int = 0, num_workers: int = 0,
+                num_batches: int | None = None, prefetch_factor: int = 4) -> torch.utils.data.DataLoader:
+    """A DataLoader over batches ``start_batch...`` (batch_size=None: the sampler builds whole batches)."""
+    kw = {}
+    if num_workers > 0:
+        kw = dict(multiprocessing_context="spawn", prefetch_factor=prefetch_factor, persistent_workers=False)
+    return torch.utils.data.DataLoader(BatchStream(sampler.spec(), start_batch, num_batches), batch_size=None,
+                                       num_workers=num_workers, **kw)

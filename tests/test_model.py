@@ -1,0 +1,115 @@
+"""The EgoM2P model: sizes, positions, masks, padding and modality isolation."""
+
+import torch
+
+from egom2p.modalities import get_registry
+from egom2p.model import (EgoM2P, ModelConfig, combine_losses, key_mask, sincos_1d, sincos_3d,
+                          within_modality_mask)
+
+TINY = ModelConfig(dim=48, encoder_layers=1, decoder_layers=2, heads=4, registry="tiny")
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return EgoM2P(TINY, get_registry("tiny")).eval()
+
+
+def _batch(model, B=2, Ni=10, Nt=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    reg = model.registry
+    enc_mod = torch.randint(0, 4, (B, Ni), generator=g)
+    dec_mod = torch.randint(0, 4, (B, Nt), generator=g)
+    n = torch.tensor([reg[m].num_tokens for m in model.modalities])
+    v = torch.tensor([reg[m].vocab_size for m in model.modalities])
+    r = lambda mod: (torch.rand(mod.shape, generator=g) * 1e6).long()  # noqa: E731
+    return {"enc_tok": r(enc_mod) % v[enc_mod], "enc_mod": enc_mod, "enc_pos": r(enc_mod) % n[enc_mod],
+            "enc_valid": torch.ones(B, Ni, dtype=torch.bool), "dec_tok": r(dec_mod) % v[dec_mod], "dec_mod": dec_mod,
+            "dec_pos": r(dec_mod) % n[dec_mod], "dec_valid": torch.ones(B, Nt, dtype=torch.bool)}
+
+
+def test_base_config_is_about_400m_parameters():
+    with torch.device("meta"):
+        m = EgoM2P(ModelConfig(), get_registry("base"))
+    n = m.num_params()
+    print(f"base: {n / 1e6:.1f}M parameters, {m.num_params(embeddings=False) / 1e6:.1f}M without embeddings")
+    assert 380e6 < n < 420e6
+    assert not any(p.dim() == 1 and "norm" in name and p.numel() != 768 for name, p in m.named_parameters())
+    assert not [n for n, _ in m.named_parameters() if n.endswith(".bias")]  # no biases anywhere
+
+
+def test_sincos_positions():
+    p1 = sincos_1d(30, 48)
+    assert p1.shape == (30, 48) and torch.allclose(p1[0, :24], torch.zeros(24)) and torch.allclose(p1[0, 24:], torch.ones(24))
+    p3 = sincos_3d(5, 8, 8, 48)  # 16 channels per axis
+    assert p3.shape == (320, 48)
+    g = p3.view(5, 8, 8, 48)
+    assert torch.equal(g[2, :, :, :16], g[2, 0, 0, :16].expand(8, 8, 16))  # t channels depend only on t
+    assert torch.equal(g[:, 3, :, 16:32], g[0, 3, 0, 16:32].expand(5, 8, 16))
+    assert torch.equal(g[:, :, 5, 32:], g[0, 0, 5, 32:].expand(5, 8, 16))
+
+
+def test_masks():
+    mod = torch.tensor([[0, 0, 1, 2]])
+    valid = torch.tensor([[True, True, True, False]])
+    m = within_modality_mask(mod, valid)[0, 0]
+    assert m.tolist() == [[True, True, False, False], [True, True, False, False], [False, False, True, False],
+                          [False, False, False, True]]
+    k = key_mask(torch.tensor([[True, False], [False, False]]))
+    assert k[:, 0, 0].tolist() == [[True, False], [True, False]]  # empty sample attends to slot 0
+
+
+def test_forward_loss_and_tied_output_grad():
+    model = _model().train()
+    b = _batch(model)
+    loss, per = model.loss(b)
+    assert torch.isfinite(loss) and set(per) <= set(model.modalities)
+    loss.backward()
+    used = {model.modalities[i] for i in b["dec_mod"].unique().tolist()}
+    for m in used:
+        assert model.dec_embed[m].weight.grad is not None and model.dec_embed[m].weight.grad.abs().sum() > 0
+    # the tied output projection is the decoder embedding matrix
+    h = torch.randn(3, TINY.dim)
+    assert torch.equal(model.logits(h, "cam"), h @ model.dec_embed["cam"].weight.t())
+
+
+def test_padding_does_not_change_outputs():
+    model = _model()
+    b = _batch(model, B=1)
+    h = model.hidden(b)
+    pad = {k: torch.cat([v, v[:, :3]], 1) for k, v in b.items()}
+    pad["enc_valid"][:, -3:] = False
+    pad["enc_tok"][:, -3:] = 0
+    pad2 = {k: v.clone() for k, v in pad.items()}
+    for k in ("dec_tok", "dec_mod", "dec_pos", "dec_valid"):
+        pad2[k] = b[k]
+    assert torch.allclose(model.hidden(pad2), h, atol=1e-5)
+
+
+def test_decoder_attends_within_modality_only():
+    model = _model()
+    b = _batch(model, B=1, Nt=8)
+    b["dec_mod"] = torch.tensor([[2, 2, 2, 2, 3, 3, 3, 3]])
+    b["dec_pos"] = torch.tensor([[0, 1, 2, 3, 0, 1, 2, 3]])
+    h = model.hidden(b)
+    b2 = dict(b)
+    b2["dec_pos"] = torch.tensor([[0, 1, 2, 3, 10, 11, 12, 13]])  # other cam queries
+    h2 = model.hidden(b2)
+    assert torch.allclose(h[:, :4], h2[:, :4], atol=1e-6)  # gaze outputs unaffected by cam queries
+    assert not torch.allclose(h[:, 4:], h2[:, 4:], atol=1e-4)
+
+
+def test_empty_encoder_is_finite():
+    model = _model()
+    b = _batch(model)
+    b["enc_valid"][:] = False
+    assert torch.isfinite(model.hidden(b)).all()
+
+
+def test_combine_losses_global_counts():
+    ce = {"rgb": (torch.tensor(6.0), torch.tensor(3)), "cam": (torch.tensor(2.0), torch.tensor(1)),
+          "gaze": (torch.tensor(0.0), torch.tensor(0))}
+    loss, per = combine_losses(ce)
+    assert abs(loss.item() - (2.0 + 2.0) / 2) < 1e-6 and set(per) == {"rgb", "cam"}
+    # two ranks: this rank holds part of the tokens; shares sum to the global loss
+    loss_r, _ = combine_losses(ce, {"rgb": 6.0, "cam": 2.0, "gaze": 0.0}, world_size=2)
+    assert abs(loss_r.item() - 2 * (1.0 + 1.0) / 2) < 1e-6
