@@ -119,6 +119,12 @@ def test_holoassist_bad_schema_and_missing_files(trees, tmp_path):
     ref = next(r for r in A.discover(tmp_path / "h") if r.sequence == "R002-session")
     with pytest.raises(SourceError, match="VideoMp4Timing.txt: missing VideoMp4Timing"):
         A.load(ref)
+    # a video timing on another clock (one hour off): no pose falls inside the video
+    timing = tmp_path / "h" / "R001-session" / "Export_py" / "Video" / "VideoMp4Timing.txt"
+    timing.write_text(f"{int(timing.read_text().split()[0]) + 36_000_000_000}\n")
+    ref = next(r for r in A.discover(tmp_path / "h") if r.sequence == "R001-session")
+    with pytest.raises(SourceError, match="Pose_sync.txt: no pose tick falls inside the video's time span"):
+        A.load(ref)
     with pytest.raises(SourceError, match="no <session>/Export_py"):
         A.discover(tmp_path)
 

@@ -138,7 +138,8 @@ class HoloAssistAdapter(Adapter):
             raise SourceError(timing_f, f"first line must be the integer tick of frame 0 ({e})") from e
         fps = Fraction(info.fps).limit_denominator(1001)
         n_video = info.num_frames
-        video_ticks = t_start + (np.arange(n_video, dtype=np.int64) * fps.denominator * TICKS_PER_SECOND) // fps.numerator
+        frame_ticks = (np.arange(n_video, dtype=np.int64) * fps.denominator * TICKS_PER_SECOND) // fps.numerator
+        video_ticks = t_start + frame_ticks  # exact integer ticks of each mp4 frame
 
         pose_synced, pose_ticks, pose_payload = read_ticks_table(pose_f, 18, "Pose_sync")
         pose_psi = pose_payload[:, :16].reshape(-1, 4, 4)
