@@ -1,0 +1,473 @@
+"""Training loops for the tokenizers, with the evaluation printed at the end of ``egom2p tokenizer train``.
+
+* :func:`train_sequence` - gaze or cam Transformer VQ-VAE on clips tables;
+* :func:`train_video` - the project's causal FSQ video tokenizer on RGB and depth of clips tables
+  (one network for both, like Cosmos in the paper); written to ``OUT/rgb`` and ``OUT/depth``.
+
+Evaluation (:func:`evaluate_sequence`, :func:`evaluate_video`): camera ATE (RMSE of positions, m, no
+alignment needed: reconstruction and truth share the frame) and RRE (mean relative-rotation error at
+Delta = 1, degrees); gaze MSE of normalised (x, y) over valid frames; video PSNR (dB) and SSIM; codebook
+usage (fraction of codes used on the evaluation clips) and perplexity (exp of the code entropy).
+Pictures of reconstructions are written beside the checkpoint (``eval.png``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..geometry import c2w_to_pose9d
+from ..modalities import Registry, get_registry
+from . import (
+    SequenceTokenizer, TokenizerError, VideoTokenizer, fill_invalid_gaze, prepare_video, save_tokenizer,
+)
+from .fsq import FSQ_PRESETS, CausalVideoFSQ, FSQVideoConfig
+from .vqvae import VQVAE_PRESETS, SequenceVQVAE, VQVAEConfig
+
+
+@dataclass
+class TrainConfig:
+    """Options of ``egom2p tokenizer train`` (override as key=value; model fields as model.KEY=VALUE)."""
+
+    registry: str = "tiny"  # modality registry config: vocab sizes and token grids
+    size: str = "tiny"  # model preset: tiny (CPU) or base (paper: dim 768, 12 blocks)
+    steps: int = 300
+    batch_size: int = 16
+    lr: float | None = None  # default: 1e-3 tiny, 2e-4 base
+    weight_decay: float = 0.0
+    warmup: int = 20
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 1  # CPU threads of torch (more threads than free cores slows training down badly)
+    eval_fraction: float = 0.1  # held out when the clips have no val/test split
+    max_clips: int | None = None
+    log_every: int = 25
+    model: dict = field(default_factory=dict)  # model config overrides
+
+    def apply(self, overrides: list[str]) -> "TrainConfig":
+        names = {f.name: f for f in fields(self)}
+        for item in overrides:
+            if "=" not in item:
+                raise ValueError(f"override {item!r} is not KEY=VALUE")
+            key, val = item.split("=", 1)
+            parsed = _parse(val)
+            if key.startswith("model."):
+                self.model[key[6:]] = parsed
+            elif key in names:
+                setattr(self, key, parsed)
+            else:
+                raise ValueError(f"unknown option {key!r}; known: {sorted(names)} and model.<field>")
+        return self
+
+
+def _parse(val: str):
+    for cast in (int, float):
+        try:
+            return cast(val)
+        except ValueError:
+            pass
+    if val.lower() in ("true", "false"):
+        return val.lower() == "true"
+    if val.lower() in ("none", "null"):
+        return None
+    if "," in val:
+        return [_parse(v) for v in val.split(",")]
+    return val
+
+
+def _device(name: str, threads: int | None = None) -> torch.device:
+    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+    if dev.type == "cpu" and threads:
+        torch.set_num_threads(int(threads))
+    return dev
+
+
+def _lr_at(step: int, cfg: TrainConfig, base_lr: float) -> float:
+    if step < cfg.warmup:
+        return base_lr * (step + 1) / cfg.warmup
+    p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return base_lr * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, mininterval=2.0, dynamic_ncols=True)
+
+
+# --- data ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SequenceData:
+    ids: list[str]
+    splits: list[str]
+    x: np.ndarray  # gaze [N, 60, 2] or cam [N, 60, 4, 4]
+
+
+def load_sequence_data(paths, modality: str, max_clips: int | None = None) -> SequenceData:
+    """All clips with ``modality`` from clips tables (no video decoded)."""
+    from ..clips import read_clips
+
+    ids, splits, xs = [], [], []
+    for p in paths:
+        for c in read_clips(p, decode_rgb=False, decode_depth=False):
+            v = getattr(c, modality)
+            if v is None:
+                continue
+            if modality == "gaze" and not np.isfinite(v).all(-1).any():
+                continue  # a clip with no valid gaze frame teaches nothing
+            ids.append(c.clip_id)
+            splits.append(c.split)
+            xs.append(v)
+            if max_clips and len(ids) >= max_clips:
+                break
+    if not ids:
+        raise TokenizerError(f"no clip with {modality} in {[str(p) for p in paths]}")
+    return SequenceData(ids, splits, np.stack(xs).astype(np.float32))
+
+
+def split_eval(splits: list[str], fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """(train indices, eval indices, description): val/test clips when present, else a held-out fraction."""
+    s = np.asarray(splits)
+    if fraction <= 0:
+        idx = np.arange(len(splits))
+        return idx, idx, f"the {len(splits)} training clips (eval_fraction=0)"
+    held = np.nonzero(s != "train")[0]
+    if held.size and held.size < s.size:
+        return np.nonzero(s == "train")[0], held, f"{held.size} val/test clips"
+    n = len(splits)
+    if n < 5:
+        idx = np.arange(n)
+        return idx, idx, f"the {n} training clips (too few to hold out)"
+    perm = np.random.default_rng(seed).permutation(n)
+    k = max(1, int(round(n * fraction)))
+    return np.sort(perm[k:]), np.sort(perm[:k]), f"{k} held-out clips"
+
+
+def cam_norm_stats(cam: np.ndarray) -> dict:
+    """Per-channel mean / std of the 9D vectors of training poses [N, 60, 4, 4] (std floored at 1e-3)."""
+    v = c2w_to_pose9d(cam.astype(np.float64)).reshape(-1, 9)
+    return {"mean": v.mean(0).astype(np.float32).tolist(), "std": np.maximum(v.std(0), 1e-3).astype(np.float32).tolist()}
+
+
+# --- metrics ---------------------------------------------------------------------------------------
+
+
+def codebook_stats(tokens: np.ndarray, vocab: int) -> dict:
+    """Fraction of the codebook used and perplexity exp(H) of the code histogram."""
+    counts = np.bincount(np.asarray(tokens).reshape(-1), minlength=vocab).astype(np.float64)
+    p = counts / max(1.0, counts.sum())
+    nz = p[p > 0]
+    return {"codebook_usage": float((counts > 0).mean()), "perplexity": float(np.exp(-(nz * np.log(nz)).sum()))}
+
+
+def _rot_angle_deg(R: np.ndarray) -> np.ndarray:
+    cos = (np.trace(R, axis1=-2, axis2=-1) - 1) / 2
+    return np.degrees(np.arccos(np.clip(cos, -1, 1)))
+
+
+def cam_metrics(gt: np.ndarray, est: np.ndarray) -> dict:
+    """ATE (m, position RMSE), RTE (m) and RRE (deg) at Delta = 1 of trajectories [N, 60, 4, 4]."""
+    gt, est = gt.astype(np.float64), est.astype(np.float64)
+    ate = float(np.sqrt(np.mean(np.sum((gt[:, :, :3, 3] - est[:, :, :3, 3]) ** 2, -1))))
+    rel_gt = np.linalg.inv(gt[:, :-1]) @ gt[:, 1:]
+    rel_est = np.linalg.inv(est[:, :-1]) @ est[:, 1:]
+    err = np.linalg.inv(rel_gt) @ rel_est
+    rte = float(np.mean(np.linalg.norm(err[..., :3, 3], axis=-1)))
+    rre = float(np.mean(_rot_angle_deg(err[..., :3, :3])))
+    return {"cam_ate_m": ate, "cam_rte_m": rte, "cam_rre_deg": rre}
+
+
+def gaze_mse(gt: np.ndarray, est: np.ndarray) -> float:
+    """MSE of normalised (x, y) over valid frames (NaN / out-of-range frames excluded)."""
+    _, valid = fill_invalid_gaze(gt)
+    d = (np.nan_to_num(gt) - est) ** 2
+    return float(d[valid].mean()) if valid.any() else float("nan")
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(peak**2 / max(mse, 1e-12)))
+
+
+def ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
+    """Mean SSIM of frames [..., H, W, C] or [..., H, W] (torchmetrics, gaussian window)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    ta = torch.as_tensor(np.asarray(a, np.float32))
+    tb = torch.as_tensor(np.asarray(b, np.float32))
+    if ta.ndim >= 4 and ta.shape[-1] == 3:
+        ta, tb = ta.reshape(-1, *ta.shape[-3:]).permute(0, 3, 1, 2), tb.reshape(-1, *tb.shape[-3:]).permute(0, 3, 1, 2)
+    else:
+        ta, tb = ta.reshape(-1, 1, *ta.shape[-2:]), tb.reshape(-1, 1, *tb.shape[-2:])
+    return float(structural_similarity_index_measure(tb, ta, data_range=data_range))
+
+
+def evaluate_sequence(tok: SequenceTokenizer, x: np.ndarray, batch_size: int = 64) -> tuple[dict, np.ndarray]:
+    """Reconstruction metrics of a gaze / cam tokenizer on clips ``x``; returns (metrics, reconstruction)."""
+    toks, recs = [], []
+    for i in range(0, len(x), batch_size):
+        t = tok.encode(x[i:i + batch_size])
+        toks.append(t)
+        recs.append(tok.decode(t))
+    toks, rec = np.concatenate(toks), np.concatenate(recs)
+    m = codebook_stats(toks, tok.spec.vocab_size)
+    if tok.modality == "gaze":
+        m["gaze_mse"] = gaze_mse(x, rec)
+    else:
+        m.update(cam_metrics(x, rec))
+    m["clips"] = int(len(x))
+    return m, rec
+
+
+def evaluate_video(tok: VideoTokenizer, x: np.ndarray, batch_size: int = 4) -> tuple[dict, np.ndarray, np.ndarray]:
+    """PSNR / SSIM / codebook stats of a video tokenizer on standard clip videos; (metrics, reference, reconstruction)."""
+    toks, refs, recs = [], [], []
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size]
+        t = tok.encode(xb)
+        toks.append(t)
+        recs.append(tok.decode(t))
+        ref = prepare_video(xb, tok.modality, tok.spec)[:, :, : tok.spec.frames]  # [B, 3, 16, S, S] in [-1, 1]
+        if tok.modality == "rgb":
+            refs.append(((ref.permute(0, 2, 3, 4, 1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())
+        else:
+            refs.append(((ref[:, 0] + 1) / 2).numpy())
+    toks, ref, rec = np.concatenate(toks), np.concatenate(refs), np.concatenate(recs)
+    peak = 255.0 if tok.modality == "rgb" else 1.0
+    m = {f"{tok.modality}_psnr_db": psnr(ref, rec, peak), f"{tok.modality}_ssim": ssim(ref, rec, peak),
+         **codebook_stats(toks, tok.spec.vocab_size), "clips": int(len(x))}
+    return m, ref, rec
+
+
+# --- pictures --------------------------------------------------------------------------------------
+
+
+def plot_sequence(path, modality: str, gt: np.ndarray, rec: np.ndarray, k: int = 3) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = min(k, len(gt))
+    fig, axes = plt.subplots(1, k, figsize=(4 * k, 3.6), squeeze=False)
+    for i in range(k):
+        ax = axes[0, i]
+        if modality == "gaze":
+            for c, name in enumerate("xy"):
+                ax.plot(gt[i, :, c], "-", label=f"{name} truth")
+                ax.plot(rec[i, :, c], "--", label=f"{name} recon")
+            ax.set_xlabel("frame")
+            ax.set_ylabel("normalised gaze")
+        else:
+            ax.plot(gt[i, :, 0, 3], gt[i, :, 2, 3], "-", label="truth")
+            ax.plot(rec[i, :, 0, 3], rec[i, :, 2, 3], "--", label="reconstruction")
+            ax.set_xlabel("x (m)")
+            ax.set_ylabel("z (m)")
+            ax.axis("equal")
+        ax.set_title(f"clip {i}")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{modality} tokenizer: truth vs reconstruction")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_video(path, modality: str, ref: np.ndarray, rec: np.ndarray, frames=(0, 5, 10, 15)) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(frames), figsize=(2.4 * len(frames), 5), squeeze=False)
+    for j, f in enumerate(frames):
+        for r, (name, v) in enumerate((("input", ref), ("reconstruction", rec))):
+            ax = axes[r, j]
+            ax.imshow(v[0, f], cmap=None if modality == "rgb" else "magma", vmin=0, vmax=255 if modality == "rgb" else 1)
+            ax.set_title(f"{name} t={f}", fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# --- loops -----------------------------------------------------------------------------------------
+
+
+def _optimizer(model, cfg: TrainConfig, lr: float):
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+
+
+def build_sequence_model(modality: str, registry: Registry, cfg: TrainConfig) -> SequenceVQVAE:
+    spec = registry[modality]
+    kw = dict(VQVAE_PRESETS[cfg.size])
+    kw.update(cfg.model)
+    mcfg = VQVAEConfig(in_channels=2 if modality == "gaze" else 9, frames=spec.frames,
+                       codebook_size=spec.vocab_size, **kw)
+    return SequenceVQVAE(mcfg)
+
+
+def train_sequence(modality: str, clips: list, out, cfg: TrainConfig | None = None, log=print) -> dict:
+    """Train the gaze or cam VQ-VAE on clips tables; writes ``OUT/<modality>/``; returns the evaluation."""
+    if modality not in ("gaze", "cam"):
+        raise ValueError(f"train_sequence handles gaze or cam, not {modality!r}")
+    cfg = cfg or TrainConfig()
+    torch.manual_seed(cfg.seed)
+    registry = get_registry(cfg.registry)
+    dev = _device(cfg.device, cfg.threads)
+    data = load_sequence_data(clips, modality, cfg.max_clips)
+    tr, ev, ev_desc = split_eval(data.splits, cfg.eval_fraction, cfg.seed)
+    log(f"{modality}: {len(data.ids)} clips from {len(clips)} table(s); training on {len(tr)}, evaluating on {ev_desc}")
+    model = build_sequence_model(modality, registry, cfg).to(dev)
+    norm = cam_norm_stats(data.x[tr]) if modality == "cam" else None
+    ident = {"kind": "vqvae", "sha256": "training"}
+    tok = SequenceTokenizer(modality, model, registry, ident, norm=norm, device=str(dev))
+    inp, mask = tok.prepare(data.x[tr])
+    inp_t, mask_t = torch.from_numpy(inp).to(dev), torch.from_numpy(mask).to(dev)
+    lr = cfg.lr or (1e-3 if cfg.size == "tiny" else 2e-4)
+    opt = _optimizer(model, cfg, lr)
+    rng = np.random.default_rng(cfg.seed)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"{modality}: VQ-VAE {cfg.size} ({n_params / 1e6:.2f} M parameters, {model.cfg.codebook_size} codes) on {dev}, "
+        f"{cfg.steps} steps, batch {cfg.batch_size}, lr {lr:g}")
+    t0 = time.time()
+    model.train()
+    bar = _progress(cfg.steps, f"train {modality}")
+    for step in range(cfg.steps):
+        b = rng.choice(len(inp), size=min(cfg.batch_size, len(inp)), replace=len(inp) < cfg.batch_size)
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, cfg, lr)
+        loss, st = model.loss(inp_t[b], mask_t[b])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        bar.update(1)
+        if (step + 1) % cfg.log_every == 0 or step == cfg.steps - 1:
+            bar.set_postfix(loss=f"{float(loss.detach()):.4g}", rec=f"{st['rec']:.4g}")
+            log(f"{modality} step {step + 1}/{cfg.steps}: loss {float(loss.detach()):.5f} rec {st['rec']:.5f} "
+                f"commit {st['commit']:.5f} codes/batch {len(torch.unique(st['indices']))}")
+    bar.close()
+    model.eval()
+    metrics, rec = evaluate_sequence(tok, data.x[ev])
+    metrics["train_seconds"] = round(time.time() - t0, 1)
+    out_dir = Path(out) / modality
+    extra = {"train": {**asdict(cfg), "clips": [str(c) for c in clips], "train_clips": int(len(tr)), "eval_on": ev_desc},
+             "eval": metrics}
+    ident = save_tokenizer(out_dir, model, kind="vqvae", modality=modality, registry=registry,
+                           model_config=model.cfg.to_dict(), norm=norm, extra=extra)
+    plot_sequence(out_dir / "eval.png", modality, data.x[ev], rec)
+    metrics["checkpoint"] = str(out_dir)
+    metrics["sha256"] = ident["sha256"]
+    return metrics
+
+
+@dataclass
+class VideoData:
+    ids: list[str]
+    splits: list[str]
+    rgb: list  # per clip uint8 [60, H, W, 3] or None
+    depth: list  # per clip float32 [60, H, W] or None
+
+
+def load_video_data(paths, max_clips: int | None = None) -> VideoData:
+    from ..clips import read_clips
+
+    d = VideoData([], [], [], [])
+    for p in paths:
+        for c in read_clips(p):
+            if c.rgb is None and c.depth is None:
+                continue
+            d.ids.append(c.clip_id)
+            d.splits.append(c.split)
+            d.rgb.append(c.rgb)
+            d.depth.append(c.depth)
+            if max_clips and len(d.ids) >= max_clips:
+                break
+    if not d.ids:
+        raise TokenizerError(f"no clip with rgb or depth in {[str(p) for p in paths]}")
+    return d
+
+
+def build_video_model(registry: Registry, cfg: TrainConfig) -> CausalVideoFSQ:
+    spec = registry["rgb"]
+    kw = dict(FSQ_PRESETS[cfg.size])
+    kw.update({k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model.items()})
+    t, h, _ = spec.token_grid
+    return CausalVideoFSQ(FSQVideoConfig(levels=tuple(spec.fsq_levels), spatial_downsample=spec.image_size // h,
+                                         temporal_downsample=(spec.frames) // (t - 1), **kw))
+
+
+def train_video(clips: list, out, cfg: TrainConfig | None = None, log=print) -> dict:
+    """Train the causal FSQ video tokenizer on RGB + depth of clips tables; writes ``OUT/rgb`` and ``OUT/depth``."""
+    cfg = cfg or TrainConfig(batch_size=4)
+    torch.manual_seed(cfg.seed)
+    registry = get_registry(cfg.registry)
+    dev = _device(cfg.device, cfg.threads)
+    data = load_video_data(clips, cfg.max_clips)
+    tr, ev, ev_desc = split_eval(data.splits, cfg.eval_fraction, cfg.seed)
+    # training samples: [M, 3, 17, S, S] in [-1, 1], kept as float16 to save memory
+    samples = []
+    for i in tr:
+        for m, v in (("rgb", data.rgb[i]), ("depth", data.depth[i])):
+            if v is not None:
+                samples.append(prepare_video(v[None], m, registry[m])[0].half())
+    x_all = torch.stack(samples)
+    log(f"video: {len(data.ids)} clips ({len(samples)} rgb/depth videos) from {len(clips)} table(s); "
+        f"evaluating on {ev_desc}")
+    model = build_video_model(registry, cfg).to(dev)
+    lr = cfg.lr or (1e-3 if cfg.size == "tiny" else 2e-4)
+    opt = _optimizer(model, cfg, lr)
+    rng = np.random.default_rng(cfg.seed)
+    log(f"video: causal FSQ {cfg.size} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
+        f"levels {model.cfg.levels}, grid {registry['rgb'].token_grid}) on {dev}, {cfg.steps} steps, "
+        f"batch {cfg.batch_size}, lr {lr:g}")
+    t0 = time.time()
+    model.train()
+    bar = _progress(cfg.steps, "train video")
+    for step in range(cfg.steps):
+        b = rng.choice(len(x_all), size=min(cfg.batch_size, len(x_all)), replace=len(x_all) < cfg.batch_size)
+        xb = x_all[torch.from_numpy(b)].float().to(dev)
+        if rng.random() < 0.5:
+            xb = xb.flip(-1)  # horizontal flip augmentation
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, cfg, lr)
+        loss, st = model.loss(xb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        bar.update(1)
+        if (step + 1) % cfg.log_every == 0 or step == cfg.steps - 1:
+            bar.set_postfix(loss=f"{float(loss.detach()):.4g}")
+            log(f"video step {step + 1}/{cfg.steps}: loss {float(loss.detach()):.5f} l1 {st['l1']:.5f} mse {st['mse']:.5f}")
+    bar.close()
+    model.eval()
+    train_s = round(time.time() - t0, 1)
+    metrics: dict = {"train_seconds": train_s}
+    extra = {"train": {**asdict(cfg), "clips": [str(c) for c in clips], "train_clips": int(len(tr)), "eval_on": ev_desc}}
+    for m in ("rgb", "depth"):
+        out_dir = Path(out) / m
+        ident = save_tokenizer(out_dir, model, kind="fsq", modality=m, registry=registry,
+                               model_config=model.cfg.to_dict(), extra=extra)
+        vids = [getattr(data, m)[i] for i in ev if getattr(data, m)[i] is not None]
+        if vids:
+            tok = VideoTokenizer(m, model, registry, ident, device=str(dev))
+            mm, ref, rec = evaluate_video(tok, np.stack(vids))
+            plot_video(out_dir / "eval.png", m, ref, rec)
+            metrics[m] = mm
+            cfg_path = out_dir / "config.json"
+            c = json.loads(cfg_path.read_text())
+            c["eval"] = mm
+            cfg_path.write_text(json.dumps(c, indent=2, default=float))
+        metrics[f"{m}_checkpoint"] = str(out_dir)
+        metrics["sha256"] = ident["sha256"]
+    return metrics
