@@ -343,6 +343,24 @@ def read_rgb(seq_dir: Path, manifest: dict, indices) -> np.ndarray:
                 raise RenderLayoutError(p, "missing or unreadable PNG frame")
             out.append(im[..., ::-1])
         return np.stack(out) if out else np.zeros((0, manifest["height"], manifest["width"], 3), np.uint8)
-    from ..video import decode
+    from ..video import VideoError, decode
 
-    return decode(seq_dir / "rgb.mp4", idx)
+    try:
+        return decode(seq_dir / "rgb.mp4", idx)
+    except VideoError as e:  # decord fails on some small frame sizes (e.g. 16, 24, 48 px wide): use ffmpeg
+        frames = decode_mp4_ffmpeg(seq_dir / "rgb.mp4", manifest["width"], manifest["height"])
+        if idx.size and (idx.min() < 0 or idx.max() >= len(frames)):
+            raise RenderLayoutError(seq_dir / "rgb.mp4", f"frame index out of range [0, {len(frames)})") from e
+        return frames[idx]
+
+
+def decode_mp4_ffmpeg(path: Path, width: int, height: int) -> np.ndarray:
+    """All frames of a video as uint8 RGB [N, H, W, 3] through an ffmpeg pipe (fallback decoder)."""
+    cmd = ["ffmpeg", "-loglevel", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    proc = subprocess.run(cmd, capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise RenderLayoutError(path, f"cannot decode video: {proc.stderr.decode(errors='replace')[-300:]}")
+    frame = width * height * 3
+    if len(proc.stdout) % frame:
+        raise RenderLayoutError(path, f"decoded {len(proc.stdout)} bytes, not a multiple of {width}x{height}x3")
+    return np.frombuffer(proc.stdout, np.uint8).reshape(-1, height, width, 3).copy()

@@ -66,7 +66,9 @@ class Scene:
     floor_y: float
     lights: np.ndarray  # float32 [L, 4] point lights: x, y, z, intensity
     description: dict = field(default_factory=dict)
+    two_sided: bool = False  # True for user meshes (winding unknown): light both sides of each triangle
     _raycaster: object = field(default=None, repr=False)
+    _cache: dict = field(default_factory=dict, repr=False)
 
     @property
     def num_triangles(self) -> int:
@@ -708,4 +710,4 @@ def load_mesh_scene(path: str | os.PathLike, up: str = "auto", seed: int = 0, ma
     return Scene(vertices=v.astype(np.float32), triangles=t.astype(np.int32), tri_color=col.astype(np.float32),
                  tri_object=tri_object, tri_material=np.zeros(len(t), np.int32),
                  material_amp=np.zeros(1, np.float32), material_freq=np.zeros((1, 3), np.float32), objects=objects,
-                 floor_y=floor_y, lights=np.asarray(lights, np.float32), description=desc)
+                 floor_y=floor_y, lights=np.asarray(lights, np.float32), description=desc, two_sided=True)

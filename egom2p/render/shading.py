@@ -4,10 +4,13 @@ Per frame: one primary ray per pixel through the pixel centre (pixel ``i`` centr
 project's convention; open3d's ``create_rays_pinhole`` would centre at ``i + 0.5``, so rays are
 built here). Camera-frame directions have z = 1 (OpenCV axes), so the z-depth is ``t_hit``.
 
-Colour = albedo (per triangle, texture baked by tessellation) x world-space material pattern
-(a sinusoid along a per-material direction) x lighting (hemispherical ambient + point lights with
-Lambert's cosine and distance falloff; surfaces are two-sided), then the sRGB transfer curve.
-Misses (outside the mesh) are black with depth 0.
+Lambertian shading is view-independent and the scene is static, so lighting is **baked once per
+scene at the vertices** (:func:`bake_lighting`): hemispherical ambient light attenuated by
+ray-cast ambient occlusion, plus point lights with Lambert's cosine, distance falloff and ray-cast
+shadows. A frame then costs one ray cast plus a gather: each hit interpolates its triangle's three
+baked corner colours with the hit's barycentric coordinates (Gouraud), multiplies a world-space
+material pattern (its phase is linear in position, so it is interpolated exactly the same way),
+and maps to sRGB through a lookup table. Misses (outside the mesh) are black with depth 0.
 """
 
 from __future__ import annotations
@@ -15,8 +18,6 @@ from __future__ import annotations
 import numpy as np
 
 from .scene import Scene
-
-BACKGROUND = np.array([0.0, 0.0, 0.0], np.float32)
 
 
 def default_intrinsics(width: int, height: int, hfov_deg: float = 90.0) -> np.ndarray:
@@ -33,14 +34,107 @@ def camera_rays(intrinsics, width: int, height: int) -> np.ndarray:
     return d.reshape(-1, 3).astype(np.float32)
 
 
+def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Area-weighted vertex normals [V, 3] (unit; zero-area neighbourhoods get +y)."""
+    v = vertices.astype(np.float64)
+    fn = np.cross(v[triangles[:, 1]] - v[triangles[:, 0]], v[triangles[:, 2]] - v[triangles[:, 0]])
+    vn = np.zeros_like(v)
+    for k in range(3):
+        np.add.at(vn, triangles[:, k], fn)
+    norm = np.linalg.norm(vn, axis=1, keepdims=True)
+    vn = np.where(norm > 1e-12, vn / np.maximum(norm, 1e-12), [0.0, 1.0, 0.0])
+    return vn
+
+
+def _hemisphere_dirs(k: int, rng: np.random.Generator) -> np.ndarray:
+    """k cosine-weighted directions around +z (stratified)."""
+    i = (np.arange(k) + rng.random(k)) / k
+    phi = 2 * np.pi * ((np.arange(k) * 0.618034 + rng.random()) % 1.0)
+    r = np.sqrt(i)
+    return np.stack([r * np.cos(phi), r * np.sin(phi), np.sqrt(np.maximum(0, 1 - i))], -1)
+
+
+def _frames_of(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two tangents per unit normal [V, 3]."""
+    a = np.where(np.abs(n[:, 1:2]) < 0.9, [[0.0, 1.0, 0.0]], [[1.0, 0.0, 0.0]])
+    t1 = np.cross(n, a)
+    t1 /= np.linalg.norm(t1, axis=1, keepdims=True)
+    return t1, np.cross(n, t1)
+
+
+def bake_lighting(scene: Scene, ambient: float = 0.35, ao_rays: int = 12, ao_distance: float = 0.8,
+                  shadows: bool = True, seed: int = 0, max_vertices_for_ao: int = 400_000) -> np.ndarray:
+    """Irradiance per vertex [V] (ambient x occlusion + shadowed point lights), cached on the scene."""
+    key = ("light", ambient, ao_rays, ao_distance, shadows, seed)
+    if key in scene._cache:
+        return scene._cache[key]
+    rng = np.random.default_rng(seed)
+    V = scene.vertices.astype(np.float64)
+    n = vertex_normals(V, scene.triangles)
+    sides = (1.0, -1.0) if scene.two_sided else (1.0,)
+    eps = 2e-3
+    best = np.zeros(len(V))
+    for side in sides:
+        ns = n * side
+        # ambient occlusion: fraction of a short cosine-weighted hemisphere that is open
+        if ao_rays > 0 and len(V) <= max_vertices_for_ao:
+            t1, t2 = _frames_of(ns)
+            local = _hemisphere_dirs(ao_rays, rng)  # [K, 3]
+            dirs = local[None, :, 0:1] * t1[:, None] + local[None, :, 1:2] * t2[:, None] + local[None, :, 2:3] * ns[:, None]
+            th, _ = scene.cast(np.repeat((V + eps * ns)[:, None], ao_rays, 1), dirs, nthreads=0)
+            ao = np.minimum(np.where(np.isfinite(th), th, ao_distance) / ao_distance, 1.0).mean(1)
+        else:
+            ao = np.ones(len(V))
+        irr = ambient * (0.75 + 0.25 * ns[:, 1]) * (0.3 + 0.7 * ao)
+        for lx, ly, lz, power in scene.lights.astype(np.float64):
+            L = np.array([lx, ly, lz]) - V
+            d2 = (L * L).sum(1)
+            d = np.sqrt(d2)
+            cos = (ns * L).sum(1) / np.maximum(d, 1e-9)
+            lit = cos > 0
+            vis = np.ones(len(V))
+            if shadows and lit.any():
+                o = V[lit] + eps * ns[lit]
+                th, _ = scene.cast(o, L[lit] - eps * ns[lit], nthreads=0)  # t in [0, 1) = blocked before the light
+                vis[lit] = np.where(np.isfinite(th) & (th < 0.995), 0.0, 1.0)
+            irr = irr + power * np.maximum(cos, 0.0) * vis / (1.0 + d2)
+        best = np.maximum(best, irr)
+    scene._cache[key] = best
+    return best
+
+
+def shading_table(scene: Scene, irradiance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-triangle interpolation table [T+1, 3, 4] and pattern amplitude [T+1] (last row = background).
+
+    Row t holds (A, B, C) such that the value at barycentrics (u, v) is A + u B + v C, for the
+    4 channels (r, g, b radiance; phase of the material pattern).
+    """
+    tri = scene.triangles
+    T = len(tri)
+    corner = np.empty((T, 3, 4), np.float64)
+    corner[..., :3] = scene.tri_color[:, None, :] * irradiance[tri][..., None]  # [T, 3 corners, rgb]
+    freq = scene.material_freq[scene.tri_material].astype(np.float64)  # [T, 3]
+    corner[..., 3] = np.einsum("tcj,tj->tc", scene.vertices[tri].astype(np.float64), freq)
+    tab = np.zeros((T + 1, 3, 4), np.float32)
+    tab[:T, 0] = corner[:, 0]
+    tab[:T, 1] = corner[:, 1] - corner[:, 0]
+    tab[:T, 2] = corner[:, 2] - corner[:, 0]
+    amp = np.zeros(T + 1, np.float32)
+    amp[:T] = scene.material_amp[scene.tri_material]
+    return tab, amp
+
+
+_GAMMA_LUT = np.round(255.0 * (np.arange(4096) / 4095.0) ** (1 / 2.2)).astype(np.uint8)
+
+
 class Renderer:
     """Renders RGB + z-depth of a scene from OpenGL camera-to-world poses.
 
-    ``nthreads`` is passed to open3d's ray caster (1 = one core; 0 = all cores).
+    ``nthreads`` is passed to open3d's ray caster for the frames (1 = one core; 0 = all cores).
     """
 
     def __init__(self, scene: Scene, width: int, height: int, intrinsics=None, nthreads: int = 1,
-                 ambient: float = 0.35, exposure: float = 1.0):
+                 ambient: float = 0.35, exposure: float = 1.0, ao_rays: int = 12, shadows: bool = True):
         import open3d as o3d
 
         self._o3d = o3d
@@ -50,63 +144,44 @@ class Renderer:
                                      dtype=np.float64)
         self.dirs_cam = camera_rays(self.intrinsics, self.width, self.height)  # [P, 3] OpenCV, z = 1
         self.rays = np.empty((len(self.dirs_cam), 6), np.float32)
+        self.rays_t = o3d.core.Tensor.from_numpy(self.rays)  # shares memory with self.rays
         self.nthreads = nthreads
-        self.ambient = float(ambient)
-        self.exposure = float(exposure)
         self.raycaster = scene.raycaster()
-        # per-triangle tables (gathers are the cheapest texture lookup)
-        self.tri_color = np.ascontiguousarray(scene.tri_color, np.float32)
-        self.tri_amp = scene.material_amp[scene.tri_material].astype(np.float32)
-        self.tri_freq = scene.material_freq[scene.tri_material].astype(np.float32)
-        self.has_pattern = bool(np.any(self.tri_amp > 0))
-        self.lights = np.asarray(scene.lights, np.float32)
+        irr = bake_lighting(scene, ambient=ambient, ao_rays=ao_rays, shadows=shadows)
+        tab, amp = shading_table(scene, irr * exposure)
+        self.table = tab.reshape(len(tab), 12)  # [T+1, 12]: A(4) B(4) C(4)
+        self.amp = amp
+        self.has_pattern = bool(np.any(amp > 0))
+        self.background = np.uint32(scene.num_triangles)
 
     def cast(self, c2w_opengl: np.ndarray) -> dict:
-        """Cast the primary rays of one pose -> open3d result dict (numpy arrays)."""
+        """Cast the primary rays of one pose -> open3d's result as numpy arrays (flat, [H*W, ...])."""
         T = np.asarray(c2w_opengl, np.float64)
         R_cv = (T[:3, :3] * np.array([1.0, -1.0, -1.0])).astype(np.float32)  # OpenGL -> OpenCV axes
         self.rays[:, :3] = T[:3, 3].astype(np.float32)
         np.matmul(self.dirs_cam, R_cv.T, out=self.rays[:, 3:])
-        ans = self.raycaster.cast_rays(self._o3d.core.Tensor.from_numpy(self.rays), nthreads=self.nthreads)
-        return {"t_hit": ans["t_hit"].numpy(), "primitive_ids": ans["primitive_ids"].numpy(),
-                "primitive_normals": ans["primitive_normals"].numpy()}
+        ans = self.raycaster.cast_rays(self.rays_t, nthreads=self.nthreads)
+        return {k: ans[k].numpy() for k in ("t_hit", "primitive_ids", "primitive_uvs")}
 
     def depth(self, c2w_opengl: np.ndarray) -> np.ndarray:
         """z-depth only [H, W] float32 metres, 0 = no hit (the ray-cast-only baseline)."""
         t = self.cast(c2w_opengl)["t_hit"]
-        return np.where(np.isfinite(t), t, 0.0).astype(np.float32).reshape(self.height, self.width)
+        t = np.where(np.isfinite(t), t, np.float32(0))
+        return t.reshape(self.height, self.width)
 
     def render(self, c2w_opengl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One frame -> (rgb uint8 [H, W, 3], z-depth float32 [H, W] metres with 0 = no hit)."""
         ans = self.cast(c2w_opengl)
         t = ans["t_hit"]  # [P] (inf on miss); equals z-depth since dir_z = 1 in the camera frame
-        hit = np.isfinite(t)
-        depth = np.where(hit, t, 0.0).astype(np.float32)
-        prim = np.where(hit, ans["primitive_ids"], 0).astype(np.int64)
-        n = ans["primitive_normals"]  # [P, 3] world normals of the hit triangles
-        d = self.rays[:, 3:]
-        o = self.rays[0, :3]
-        p = o + d * depth[:, None]  # [P, 3] world hit points
-        # two-sided surfaces: flip normals to face the camera
-        flip = np.einsum("ij,ij->i", n, d) > 0
-        n = np.where(flip[:, None], -n, n)
-        albedo = self.tri_color[prim]  # [P, 3]
+        depth = np.where(np.isfinite(t), t, np.float32(0))
+        prim = np.minimum(ans["primitive_ids"], self.background)  # misses -> background row (zeros)
+        g = self.table[prim]  # [P, 12]
+        uv = ans["primitive_uvs"]  # [P, 2] barycentrics (u, v): value = A + u (B) + v (C)
+        c = g[:, 0:4] + uv[:, 0:1] * g[:, 4:8] + uv[:, 1:2] * g[:, 8:12]  # [P, 4]
+        rgb = c[:, :3]
         if self.has_pattern:
-            amp = self.tri_amp[prim]
-            phase = np.einsum("ij,ij->i", self.tri_freq[prim], p)
-            albedo = albedo * (1.0 + amp * np.sin(phase))[:, None]
-        light = self.ambient * (0.75 + 0.25 * n[:, 1])  # hemispherical ambient: up-facing brighter
-        for lx, ly, lz, power in self.lights:
-            L = np.array([lx, ly, lz], np.float32) - p
-            d2 = np.einsum("ij,ij->i", L, L)
-            ndl = np.einsum("ij,ij->i", n, L)
-            light = light + power * np.maximum(ndl, 0.0) / (np.sqrt(d2) * (1.0 + d2))
-        c = albedo * (self.exposure * light)[:, None]
-        c = np.where(hit[:, None], c, BACKGROUND)
-        # sRGB-like transfer (gamma 1/2.2) via a lookup table on 4096 levels
-        q = np.minimum((c * 4095.0).astype(np.int32), 4095)
-        rgb = _GAMMA_LUT[q]
-        return rgb.reshape(self.height, self.width, 3), depth.reshape(self.height, self.width)
-
-
-_GAMMA_LUT = np.round(255.0 * (np.arange(4096) / 4095.0) ** (1 / 2.2)).astype(np.uint8)
+            rgb = rgb * (1.0 + self.amp[prim] * np.sin(c[:, 3]))[:, None]
+        q = (rgb * 4095.0).astype(np.int32)
+        np.clip(q, 0, 4095, out=q)
+        out = _GAMMA_LUT[q]
+        return out.reshape(self.height, self.width, 3), depth.reshape(self.height, self.width)

@@ -1,0 +1,106 @@
+"""Benchmark of the synthetic egocentric renderer (egom2p.render) on one core.
+
+Measures, for a 2-second clip (60 frames) at 256x256 (``--size``/``--seconds`` to change):
+
+* baseline: ray casting only (open3d RaycastingScene, 1 thread, z-depth out) for the 60 poses;
+* render:   ray casting + shading (RGB + depth in memory);
+* write:    the whole sequence to disk as ``egom2p render`` does it (plan the walk and gaze, bake the
+            lighting, render, stream RGB to ffmpeg/H.264, depth .npy, poses, gaze, manifest).
+
+CPU time is counted for this process and its children (ffmpeg), so "per core" numbers do not
+depend on how many cores are free; wall time is printed too. Each measurement is repeated and
+the minimum kept, interleaving the variants so that machine load affects them alike.
+Target (issue 3): a 60-frame 256x256 clip in <= 0.5 s on one core including writing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+
+def cpu_now() -> float:
+    s = resource.getrusage(resource.RUSAGE_SELF)
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+def measure(fn):
+    c0, w0 = cpu_now(), time.perf_counter()
+    fn()
+    return cpu_now() - c0, time.perf_counter() - w0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    from egom2p.render.layout import write_sequence
+    from egom2p.render.sequence import RenderConfig, plan_sequence
+    from egom2p.render.shading import Renderer
+
+    cfg = RenderConfig(seconds=args.seconds, width=args.size, height=args.size, nthreads=1)
+    c_plan, w_plan = measure(lambda: plan_sequence(cfg, args.seed, 0))
+    scene, walk, gaze, T, K = plan_sequence(cfg, args.seed, 0)
+    n = len(T)
+    c_bake, w_bake = measure(lambda: Renderer(scene, args.size, args.size, K, nthreads=1))
+    r = Renderer(scene, args.size, args.size, K, nthreads=1)
+    r.render(T[0])  # warm up
+    tmp = Path(tempfile.mkdtemp(prefix="bench_render_"))
+    # warm up the writer once (imports, ffmpeg start)
+    write_sequence(tmp / "warm", cfg, args.seed, 0)
+
+    best = {"cast": (np.inf, np.inf), "render": (np.inf, np.inf), "write": (np.inf, np.inf)}
+    for rep in range(args.repeats):
+        def cast_all():
+            for i in range(n):
+                r.depth(T[i])
+
+        def render_all():
+            for i in range(n):
+                r.render(T[i])
+
+        def write_all():
+            out = tmp / f"run{rep}"
+            write_sequence(out, cfg, args.seed, 0)
+
+        for name, fn in (("cast", cast_all), ("render", render_all), ("write", write_all)):
+            c, w = measure(fn)
+            best[name] = (min(best[name][0], c), min(best[name][1], w))
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"egom2p.render benchmark: {n} frames at {args.size}x{args.size}, scene {scene.num_triangles} triangles, "
+          f"{os.cpu_count()} cores visible, load average {os.getloadavg()[0]:.1f}")
+    print(f"  plan (scene, free space, walk, gaze):   cpu {c_plan * 1e3:7.1f} ms   wall {w_plan * 1e3:7.1f} ms")
+    print(f"  lighting bake (AO + shadows, once/scene): cpu {c_bake * 1e3:7.1f} ms   wall {w_bake * 1e3:7.1f} ms")
+    base_fps = n / best["cast"][0]
+    for name, label in (("cast", "baseline: ray cast only (depth)"), ("render", "render: cast + shading (in memory)"),
+                        ("write", "write: full sequence to disk")):
+        c, w = best[name]
+        fps = n / c
+        print(f"  {label:40s} {fps:8.1f} frames/s per core  ({c * 1e3 / n:6.2f} ms/frame cpu, clip cpu {c:5.2f} s, "
+              f"wall {w:5.2f} s)  ratio to baseline {fps / base_fps:5.2f}")
+    clip = best["write"][0] * 60 / n
+    print(f"  60-frame clip incl. writing: {clip:.2f} s cpu (target <= 0.5 s on one core: "
+          f"{'met' if clip <= 0.5 else 'NOT met'}); shading adds "
+          f"{(best['render'][0] - best['cast'][0]) * 1e3 / n:.2f} ms/frame, writing+planning adds "
+          f"{(best['write'][0] - best['render'][0]) * 1e3 / n:.2f} ms/frame")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
