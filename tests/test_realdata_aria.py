@@ -38,7 +38,8 @@ def test_mps_closed_loop_trajectory(realdata):
     q = [float(row[k]) for k in ("qx_world_device", "qy_world_device", "qz_world_device", "qw_world_device")]
     R = geo.quat_to_matrix(q, order="xyzw")  # MPS: x, y, z, w
     assert np.abs(poses.T[0, :3, :3] - R).max() < 1e-6
-    assert np.allclose(poses.T[0, :3, 3], [float(row[k]) for k in ("tx_world_device", "ty_world_device", "tz_world_device")])
+    t = [float(row[k]) for k in ("tx_world_device", "ty_world_device", "tz_world_device")]
+    assert np.allclose(poses.T[0, :3, 3], t)
     mid = poses.interpolate(poses.t_ns[10:12].mean(keepdims=True), 5e6)[0]
     assert np.linalg.norm(mid[:3, 3] - poses.T[10:12, :3, 3].mean(0)) < 1e-6
 
@@ -114,7 +115,8 @@ def test_vrs_images_calibration_and_gaze_reprojection(realdata):
     gpath = realdata / AEA / "mps" / "eye_gaze" / "general_eye_gaze.csv"
     g = aria.read_eye_gaze(gpath)
     ours = aria.gaze_pixels(g.yaw, g.pitch, g.depth, device, cam)
-    ref = [get_gaze_vector_reprojection(e, "camera-rgb", device, cam, e.depth or 1.0) for e in mps.read_eyegaze(str(gpath))]
+    ref = [get_gaze_vector_reprojection(e, "camera-rgb", device, cam, e.depth or 1.0)
+           for e in mps.read_eyegaze(str(gpath))]
     assert np.allclose(ours, np.stack([np.asarray(r).reshape(2) for r in ref]))
     assert np.all((ours > 0) & (ours < 1408))
     # the gaze samples' device times fall inside the recording

@@ -108,7 +108,8 @@ class ASEAdapter(Adapter):
         w0, h0 = (int(v) for v in calib.get_image_size())
         if (w0, h0) != (width, height):
             if abs(width / w0 - height / h0) > 1e-6:
-                raise SourceError("ASE calibration", f"images of {width}x{height} do not match the {w0}x{h0} calibration")
+                raise SourceError("ASE calibration",
+                                  f"images of {width}x{height} do not match the {w0}x{h0} calibration")
             calib = calib.rescale(np.array([width, height]), width / w0)
         return calib
 
