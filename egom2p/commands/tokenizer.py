@@ -1,0 +1,71 @@
+"""``egom2p tokenizer train {gaze,cam,video} --clips PATH... --out DIR [KEY=VALUE ...]``: train a tokenizer.
+
+Writes ``DIR/gaze/``, ``DIR/cam/`` or ``DIR/rgb/`` + ``DIR/depth/`` (config.json + model.safetensors +
+eval.png), prints progress and ends with the evaluation (camera ATE/RRE, gaze MSE, video PSNR/SSIM,
+codebook usage and perplexity). ``egom2p tokenizer info DIR`` lists the checkpoints of a directory.
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("tokenizer", help="train and inspect tokenizers (gaze/cam VQ-VAE, FSQ video)")
+    tsub = p.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
+    t = tsub.add_parser("train", help="train a tokenizer on clips tables and evaluate it",
+                        description="Train the gaze or cam Transformer VQ-VAE, or the causal FSQ video tokenizer "
+                                    "(RGB and depth), on clips tables; overrides are KEY=VALUE of TrainConfig "
+                                    "(registry, size, steps, batch_size, lr, seed, device, threads, eval_fraction, "
+                                    "max_clips, log_every) or model.FIELD=VALUE.")
+    t.add_argument("which", choices=("gaze", "cam", "video"))
+    t.add_argument("--clips", nargs="+", required=True, help="clips tables (DIR/<dataset>.lance)")
+    t.add_argument("--out", required=True, help="tokenizer directory (checkpoints go to OUT/<modality>/)")
+    t.add_argument("overrides", nargs="*", help="KEY=VALUE, e.g. steps=500 size=base registry=base model.depth=4")
+    t.set_defaults(func=run_train)
+    i = tsub.add_parser("info", help="list the tokenizer checkpoints of a directory")
+    i.add_argument("dir")
+    i.set_defaults(func=run_info)
+
+
+def _fmt(v) -> str:
+    return f"{v:.5g}" if isinstance(v, float) else str(v)
+
+
+def run_train(args) -> int:
+    from ..tokenizers.train import TrainConfig, train_sequence, train_video
+
+    cfg = TrainConfig(batch_size=4 if args.which == "video" else 16)
+    try:
+        cfg.apply(args.overrides)
+    except ValueError as e:
+        raise SystemExit(f"egom2p tokenizer train: {e}")
+    if args.which == "video":
+        metrics = train_video(args.clips, args.out, cfg)
+        print("\nevaluation (video tokenizer):")
+        for m in ("rgb", "depth"):
+            if m in metrics:
+                print(f"  {m}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics[m].items()))
+            print(f"  checkpoint: {metrics[f'{m}_checkpoint']}")
+    else:
+        metrics = train_sequence(args.which, args.clips, args.out, cfg)
+        print(f"\nevaluation ({args.which} tokenizer):")
+        for k, v in metrics.items():
+            print(f"  {k}: {_fmt(v)}")
+    return 0
+
+
+def run_info(args) -> int:
+    from ..tokenizers import load_tokenizers
+
+    toks = load_tokenizers(args.dir)
+    for m, t in toks.items():
+        print(f"{m}: {t.identity['kind']} registry={t.registry.config} tokens={t.spec.num_tokens} "
+              f"vocab={t.spec.vocab_size} sha256={t.identity['sha256']}")
+        try:
+            cfg = json.loads((__import__('pathlib').Path(args.dir) / m / "config.json").read_text())
+            if cfg.get("eval"):
+                print("  eval: " + ", ".join(f"{k}={_fmt(v)}" for k, v in cfg["eval"].items()))
+        except (OSError, ValueError):
+            pass
+    return 0
