@@ -16,6 +16,12 @@ from egom2p.clips import read_clips, write_clips
 from egom2p.standardize import clip_starts, standardize, standardize_gaze
 
 ROT_TOL_DEG = 0.01
+MIN_PSNR = 30.0  # frames shown at a timeline step are the source frame it maps to (JPEG/H.264 noise only)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
 TRANS_TOL_M = 1e-4
 GAZE_TOL = 1e-3
 
@@ -74,7 +80,9 @@ def test_egoexo4d_recovers_truth(egoexo, tmp_path):
         assert np.array_equal(seq.frame_valid, tr["frame_valid"][:n])  # empty timesync cells
         assert seq.camera_model == "fisheye624" and seq.distortion.shape == (12,)
         assert seq.intrinsics[0] == seq.intrinsics[1]
-        assert seq.read_frames(np.arange(2)).shape == (2, 64, 64, 3)
+        shown = seq.read_frames(np.arange(n))
+        assert shown.shape == (n, 64, 64, 3)
+        assert min(psnr(shown[i], tr["frames"][i]) for i in range(n)) > MIN_PSNR  # frame i of the video
         for s in clip_starts(n):
             clip = standardize(seq, s, size=64)
             w = slice(s, s + 60)
@@ -129,7 +137,13 @@ def test_hot3d_clips_recover_truth(hot3d_clips, dataset, names):
         assert seq.num_frames == tr["num_frames"]
         assert np.array_equal(seq.frame_valid, tr["frame_valid"])
         assert (seq.width, seq.height) == tr["size"]
-        frames = seq.read_frames(np.arange(3))
+        shown = seq.read_frames(np.arange(seq.num_frames))
+        want = tr["frames"][tr["frame_src"]]
+        if dataset == "hot3d_quest":  # the gray JPEGs were written from the pattern's channel mean
+            want = want.mean(-1).astype(np.uint8)
+        ok = tr["frame_valid"]
+        assert min(psnr(shown[i], want[i]) for i in np.nonzero(ok)[0]) > MIN_PSNR
+        frames = shown[:3]
         if dataset == "hot3d_quest":
             assert seq.is_gray and frames.shape == (3, 64, 80) and seq.gaze_px is None
         else:
@@ -176,6 +190,8 @@ def test_ase_recovers_truth(ase_tree, tmp_path):
     assert np.array_equal(np.nonzero(seq.frame_valid)[0], np.arange(0, seq.num_frames, 3))
     src = np.arange(seq.num_frames)
     src = (src + 1) // 3  # nearest 10 FPS frame of each slot
+    shown = seq.read_frames(np.arange(seq.num_frames))
+    assert min(psnr(shown[i], tr["frames"][src[i]]) for i in range(seq.num_frames)) > MIN_PSNR
     d = seq.read_depth(np.array([0, 3, 30]))
     for k, i in enumerate([0, 3, 30]):
         z = d[k]
