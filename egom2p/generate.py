@@ -55,13 +55,18 @@ PRESETS: dict[str, GenerationConfig] = {
 }
 
 
+def get_preset(name: str) -> GenerationConfig:
+    """The named official preset ("camera", "gaze", "depth", "rgb_from_depth")."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown generation preset {name!r}; known: {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
 def get_config(config: GenerationConfig | str | None, **overrides) -> GenerationConfig:
     if config is None:
         cfg = GenerationConfig()
     elif isinstance(config, str):
-        if config not in PRESETS:
-            raise KeyError(f"unknown generation preset {config!r}; known: {sorted(PRESETS)}")
-        cfg = PRESETS[config]
+        cfg = get_preset(config)
     else:
         cfg = config
     if cfg.schedule not in ("roar", "maskgit"):
