@@ -40,13 +40,14 @@ class GazeConfig:
     fixation_range: tuple[float, float] = (0.12, 1.6)
     pursuit_prob: float = 0.3  # chance a new event while walking is a path pursuit
     pursuit_duration: tuple[float, float] = (0.8, 2.5)
-    pursuit_ahead: tuple[float, float] = (1.5, 3.0)  # m ahead on the path
+    pursuit_ahead: tuple[float, float] = (2.0, 4.0)  # m ahead on the path
     object_prob: float = 0.8  # otherwise a random surface point near the heading
     max_yaw_deg: float = 70.0  # targets within this yaw of the heading
     saccade_frames: tuple[int, int] = (1, 2)
     blink_interval: tuple[float, float] = (2.0, 6.0)  # s
     blink_frames: tuple[int, int] = (3, 5)
-    head_follow: float = 0.55  # fraction of the gaze offset the head turns by
+    head_follow: float = 0.55  # fraction of the gaze yaw offset the head turns by
+    head_follow_pitch: float = 0.7  # fraction of the gaze pitch offset the head tilts by
     head_tau: float = 0.15  # s, head lag behind the eyes
     base_pitch_deg: tuple[float, float] = (-14.0, -4.0)  # habitual downward head pitch while walking
     head_noise_deg: float = 1.5
@@ -191,7 +192,7 @@ def head_orientation(walk: Walk, gaze: Gaze, fps: float, rng: np.random.Generato
     gpitch = np.arctan2(d[:, 1], np.hypot(d[:, 0], d[:, 2]))
     base_pitch = np.radians(rng.uniform(*cfg.base_pitch_deg))
     off_yaw = cfg.head_follow * _wrap(gyaw - walk.heading_yaw)
-    off_pitch = cfg.head_follow * (gpitch - base_pitch)
+    off_pitch = cfg.head_follow_pitch * (gpitch - base_pitch)
     # first-order lag: the head follows the eyes with time constant head_tau
     a = 1.0 - np.exp(-1.0 / (cfg.head_tau * fps))
     sy, sp = np.empty(n), np.empty(n)

@@ -45,8 +45,9 @@ def write_preview(seq_dir, columns: int = 8, out_path=None) -> Path:
     uv, _ = gaze_pixels(T, k, gp)
 
     c = len(idx)
-    fig = plt.figure(figsize=(2.0 * c + 4.2, 4.4), dpi=100)
-    gs_ = fig.add_gridspec(2, c + 2, width_ratios=[1] * c + [0.05, 2.0], wspace=0.05, hspace=0.12)
+    fig = plt.figure(figsize=(2.0 * c + 5.0, 4.4), dpi=100)
+    outer = fig.add_gridspec(1, 2, width_ratios=[2.0 * c + 0.3, 4.2], wspace=0.12)
+    gs_ = outer[0].subgridspec(2, c + 1, width_ratios=[1] * c + [0.06], wspace=0.05, hspace=0.12)
     vmax = float(np.percentile(depth[depth > 0], 99)) if (depth > 0).any() else 1.0
     for j, i in enumerate(idx):
         ax = fig.add_subplot(gs_[0, j])
@@ -55,6 +56,8 @@ def write_preview(seq_dir, columns: int = 8, out_path=None) -> Path:
             ax.add_patch(plt.Circle((uv[i, 0], uv[i, 1]), max(2.0, man["width"] / 40), fill=False, color="lime", lw=2))
             ax.plot(uv[i, 0], uv[i, 1], "+", color="lime", ms=6)
         state = {0: "fix", 1: "sacc", 2: "pursuit", 3: "blink", 4: "off"}.get(int(gs[i]), "?")
+        ax.set_xlim(-0.5, man["width"] - 0.5)
+        ax.set_ylim(man["height"] - 0.5, -0.5)
         ax.set_title(f"t={i / man['fps']:.2f}s {state}", fontsize=7)
         ax.axis("off")
         ax = fig.add_subplot(gs_[1, j])
@@ -64,7 +67,7 @@ def write_preview(seq_dir, columns: int = 8, out_path=None) -> Path:
     cax = fig.add_subplot(gs_[1, c])
     fig.colorbar(im, cax=cax).set_label("depth (m)", fontsize=7)
     cax.tick_params(labelsize=6)
-    ax = fig.add_subplot(gs_[:, c + 1])
+    ax = fig.add_subplot(outer[1])
     for o in scene["objects"]:
         lo, hi = o["bbox_min"], o["bbox_max"]
         if o["kind"] in ("floor", "wall", "ceiling", "structure"):

@@ -67,6 +67,7 @@ class Scene:
     lights: np.ndarray  # float32 [L, 4] point lights: x, y, z, intensity
     description: dict = field(default_factory=dict)
     two_sided: bool = False  # True for user meshes (winding unknown): light both sides of each triangle
+    vertex_color: np.ndarray | None = None  # float32 [V, 3] linear albedo per vertex (scans); overrides tri_color
     _raycaster: object = field(default=None, repr=False)
     _cache: dict = field(default_factory=dict, repr=False)
 
@@ -181,6 +182,11 @@ class MeshBuilder:
         lu, lv = np.linalg.norm(eu), np.linalg.norm(ev)
         nu = int(np.clip(round(lu / cell), 1, max_cells))
         nv = int(np.clip(round(lv / cell), 1, max_cells))
+        if nu == 1 and nv == 1 and texture in ("plain", "stripes", "checker", "planks"):  # fast path: one quad
+            v = np.stack([origin, origin + ev, origin + eu, origin + eu + ev])
+            cq = np.clip(np.asarray(color, dtype=np.float64) * (1 + jitter * self.rng.normal()), 0.005, 0.95)
+            self._add(v, np.array([[0, 2, 3], [0, 3, 1]]), np.stack([cq, cq]), obj, mat)
+            return
         a = np.linspace(0, 1, nu + 1)
         b = np.linspace(0, 1, nv + 1)
         A, B = np.meshgrid(a, b, indexing="ij")  # [nu+1, nv+1]
@@ -675,9 +681,10 @@ def load_mesh_scene(path: str | os.PathLike, up: str = "auto", seed: int = 0, ma
         raise SceneError(p, f"mesh is too small for a person to walk in (extent {np.round(extent, 2).tolist()} m "
                             "after making it y-up; units must be metres)")
     rng = np.random.default_rng(seed)
+    vcol = None
     if mesh.has_vertex_colors():
-        vc = np.asarray(mesh.vertex_colors, dtype=np.float64)
-        col = _srgb_to_linear(np.clip(vc[t].mean(1), 0, 1))
+        vcol = _srgb_to_linear(np.clip(np.asarray(mesh.vertex_colors, dtype=np.float64), 0, 1)).astype(np.float32)
+        col = vcol[t].mean(1)
     else:
         base = _srgb_to_linear((0.7, 0.68, 0.65))
         col = np.clip(base * (1 + 0.12 * rng.normal(size=(len(t), 1))), 0.01, 0.95)
@@ -710,4 +717,5 @@ def load_mesh_scene(path: str | os.PathLike, up: str = "auto", seed: int = 0, ma
     return Scene(vertices=v.astype(np.float32), triangles=t.astype(np.int32), tri_color=col.astype(np.float32),
                  tri_object=tri_object, tri_material=np.zeros(len(t), np.int32),
                  material_amp=np.zeros(1, np.float32), material_freq=np.zeros((1, 3), np.float32), objects=objects,
-                 floor_y=floor_y, lights=np.asarray(lights, np.float32), description=desc, two_sided=True)
+                 floor_y=floor_y, lights=np.asarray(lights, np.float32), description=desc, two_sided=True,
+                 vertex_color=vcol)

@@ -187,12 +187,13 @@ def plan_path(fs: FreeSpace, length: float, rng: np.random.Generator) -> np.ndar
         # prefer targets 2-6 m away, roomy, not straight back
         cand = np.nonzero(reach)[0]
         d = dist[cand]
-        w = np.exp(-((d - 4.0) / 2.5) ** 2) * fs.clearance[cells[cand, 0], cells[cand, 1]]
-        if len(route) > 1:
+        # roomy goals (away from walls and furniture) 2-6 m away along the route
+        w = np.exp(-((d - 4.0) / 2.5) ** 2) * fs.clearance[cells[cand, 0], cells[cand, 1]] ** 2
+        if len(route) > 1:  # prefer carrying on over turning back
             heading = route[-1] - route[-2]
             vec = fs.to_world(cells[cand]) - route[-1]
             cos = (vec @ heading) / (np.linalg.norm(vec, axis=1) * np.linalg.norm(heading) + 1e-9)
-            w = w * (0.25 + (cos + 1.0))
+            w = w * (0.05 + (cos + 1.0) ** 2)
         goal = cand[rng.choice(len(cand), p=w / w.sum())]
         chain = [goal]
         while chain[-1] != cur:
