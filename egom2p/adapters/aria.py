@@ -412,10 +412,12 @@ def gaze_pixels(yaw, pitch, depth, device_calibration, camera_calibration, label
 
 
 @lru_cache(maxsize=8)
-def _ray_z(params: tuple, width: int, height: int, step: int = 2) -> np.ndarray:
+def _ray_z(params: tuple, width: int, height: int, step: int | None = None) -> np.ndarray:
     """z-component of each pixel's unit ray [H, W]: exact (projectaria unproject) every ``step`` pixels,
-    linear in between. On the 704-pixel ASE camera: 1.4 s once per calibration (vs 5 s for every
-    pixel), relative error <= 1.1e-4 anywhere (below the 1 mm depth quantisation at 1 m)."""
+    linear in between; default step = f // 100 (at least 1): 2 on the 704-pixel ASE camera (f 298),
+    1.4 s once per calibration instead of 5 s, relative error <= 1.1e-4 anywhere (below the 1 mm
+    depth quantisation at 1 m); exact for small images."""
+    step = max(1, int(params[0] // 100)) if step is None else step
     calib = camera_calibration_from_params("ray", params, np.eye(4), width, height, max_solid_angle=np.pi)
     us = np.unique(np.r_[np.arange(0, width, step), width - 1])
     vs = np.unique(np.r_[np.arange(0, height, step), height - 1])
