@@ -234,7 +234,8 @@ def read_eye_gaze(path) -> GazeStream:
         raise SourceError(path, f"unknown eye gaze schema (header: {header[:10]}); expected "
                                 f"{list(GAZE_COLUMNS_GENERAL)} or {list(GAZE_COLUMNS_VERGENCE)}")
     gazes = mps.read_eyegaze(str(path))
-    n_rows = sum(1 for _ in open(path)) - 1
+    with open(path) as f:
+        n_rows = sum(1 for _ in f) - 1
     if n_rows > 0 and not gazes:
         raise SourceError(path, "eye gaze CSV could not be parsed by projectaria-tools")
     t = np.fromiter((g.tracking_timestamp.total_seconds() * 1e6 for g in gazes), np.float64, len(gazes))
