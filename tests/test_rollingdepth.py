@@ -155,13 +155,13 @@ def test_missing_checkpoint_fails_fast_naming_directory_and_files(tmp_path, chec
 
 
 def test_annotator_gives_inverse_relative_depth_per_window_through_standardize(checkpoint):
-    seq, _ = make_raw_sequence(n=75, width=40, height=30)
+    seq, _ = make_raw_sequence(n=70, width=40, height=30)
     ann = get_annotator("rollingdepth", checkpoint=str(checkpoint), preset="fast", dtype="fp32",
-                        processing_resolution=16, dilations=[1, 10], batch_size=16, context_frames=5,
+                        processing_resolution=8, dilations=[1, 10], batch_size=32, context_frames=5,
                         progress=False)
     ann.prepare()
-    out = ann.annotate_sequence(seq, [0, 15], 60)
-    assert set(out) == {0, 15}
+    out = ann.annotate_sequence(seq, [0, 10], 60)
+    assert set(out) == {0, 10}
     for s, a in out.items():
         assert a.kind == "inverse_relative" and a.source == "rollingdepth"
         assert a.values.shape == (60, 30, 40) and a.values.dtype == np.float32 and np.isfinite(a.values).all()
@@ -169,7 +169,7 @@ def test_annotator_gives_inverse_relative_depth_per_window_through_standardize(c
         assert clip.depth.shape == (60, 16, 16) and clip.depth_source == "rollingdepth" and clip.depth_range is None
         assert np.nanmin(clip.depth) == 0.0 and np.nanmax(clip.depth) == 1.0
     # overlapping windows come from one segment run: the shared frames agree
-    np.testing.assert_allclose(out[0].values[15:], out[15].values[:45], atol=1e-6)
+    np.testing.assert_allclose(out[0].values[10:], out[10].values[:50], atol=1e-6)
     # the annotator pickles without its network (Ray workers reload it)
     import pickle
 
@@ -186,3 +186,37 @@ def test_gpu_check_runs_with_smoke_sizes():
     assert {"snippet_frames_per_s", "end_to_end_frames_per_s"} <= metrics
     for r in rows:
         assert r["check"].startswith("rollingdepth") and isinstance(r["value"], (int, float)) and r["value"] > 0
+
+
+def test_curate_holoassist_with_rollingdepth_through_the_cli(checkpoint, tmp_path, scratch):
+    """Acceptance: ``egom2p curate holoassist --depth rollingdepth --depth-checkpoint DIR`` on the fixture tree."""
+    import os
+
+    from egom2p.clips import read_clips
+    from fixtures.holoassist import make_holoassist_tree
+
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    make_holoassist_tree(raw)
+    env = dict(os.environ, EGOM2P_RAY_TMPDIR=f"/tmp/rd{os.getpid()}", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "egom2p.cli", "curate", "holoassist", "--raw", str(raw), "--out", str(out),
+           "--depth", "rollingdepth", "--depth-checkpoint", str(checkpoint), "--size", "32", "--num-cpus", "2",
+           "--depth-option", "processing_resolution=8", "--depth-option", "dilations=[1,10]",
+           "--depth-option", "dtype=fp32", "--depth-option", "batch_size=32", "--depth-option", "progress=false"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    clips = list(read_clips(out / "holoassist.lance"))
+    assert {c.clip_id for c in clips} >= {"holoassist/R001-session/000000", "holoassist/R001-session/000060",
+                                          "holoassist/R002-session/000000"}
+    for c in clips:
+        assert c.depth_source == "rollingdepth" and c.depth_range is None
+        assert c.depth.shape == (60, 32, 32)
+        vals = c.depth[np.isfinite(c.depth)]
+        assert vals.size > 0.9 * c.depth.size and vals.min() >= 0.0 and vals.max() <= 1.0
+    summary = json.loads((out / "holoassist.summary.json").read_text())
+    assert summary["clips_written"] == len(clips)
+    # a missing checkpoint stops the run at flow start, naming the directory and files
+    bad = subprocess.run(cmd[:cmd.index("--depth-checkpoint") + 1] + [str(tmp_path / "nockpt")]
+                         + cmd[cmd.index("--depth-checkpoint") + 2:] + ["--limit", "1"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert bad.returncode != 0
+    assert "nockpt" in bad.stderr + bad.stdout and "model_index.json" in bad.stderr + bad.stdout
