@@ -240,10 +240,15 @@ def upright_pixels(uv, raw_height: int) -> np.ndarray:
 
 
 def rotation_angle_deg(R) -> np.ndarray:
-    """Angle of rotation matrices (..., 3, 3) in degrees (numerically safe near 0 and 180)."""
+    """Angle of rotation matrices (..., 3, 3) in degrees.
+
+    Uses atan2(|axis * sin|, cos) rather than arccos of the trace, so small angles keep their
+    precision (arccos loses ~0.01 deg on float32 identities).
+    """
     R = np.asarray(R, dtype=np.float64)
     cos = (np.trace(R, axis1=-2, axis2=-1) - 1.0) / 2.0
-    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    v = np.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1) / 2.0
+    return np.degrees(np.arctan2(np.linalg.norm(v, axis=-1), cos))
 
 
 # --- pinhole projection ----------------------------------------------------------------------------

@@ -138,3 +138,16 @@ def test_normalized_gaze_edges():
 def test_rotation_angle():
     Rz = geo.quat_to_matrix([0, 0, np.sin(0.25), np.cos(0.25)], order="xyzw")
     assert np.isclose(geo.rotation_angle_deg(Rz), np.degrees(0.5))
+
+
+@given(quats)
+def test_rotation_angle_matches_quaternion_angle(q):
+    unit = q / np.linalg.norm(q)
+    expected = np.degrees(2 * np.arccos(min(1.0, abs(unit[3]))))
+    assert np.isclose(geo.rotation_angle_deg(rot(q)), expected, atol=1e-5)
+
+
+def test_rotation_angle_precise_near_zero_in_float32():
+    assert geo.rotation_angle_deg(np.eye(3, dtype=np.float32)) == 0.0
+    small = geo.quat_to_matrix([np.sin(1e-5), 0, 0, np.cos(1e-5)], order="xyzw").astype(np.float32)
+    assert abs(geo.rotation_angle_deg(small) - np.degrees(2e-5)) < 1e-4
