@@ -22,6 +22,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements/lock.t
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q torch==2.13.0
   "$VENV/bin/python" -m pip install -q -e '.[dev]' -c requirements/lock.txt
+  # pyvrs (VRS images: HOT3D Quest, ADT depth) declares Python-2-era backports (typing, dataclasses)
+  # that the standard library already provides: install it alone, without them.
+  "$VENV/bin/python" -m pip install -q --no-deps vrs==1.2.2
   touch "$stamp"
 fi
 echo "[setup] ready: $VENV ($("$VENV/bin/python" -c 'import egom2p; print("egom2p", egom2p.__version__)'))"
