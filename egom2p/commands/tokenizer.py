@@ -8,6 +8,7 @@ codebook usage and perplexity). ``egom2p tokenizer info DIR`` lists the checkpoi
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 
 def register(sub) -> None:
@@ -20,7 +21,10 @@ def register(sub) -> None:
                                     "max_clips, log_every) or model.FIELD=VALUE.")
     t.add_argument("which", choices=("gaze", "cam", "video"))
     t.add_argument("--clips", nargs="+", required=True, help="clips tables (DIR/<dataset>.lance)")
-    t.add_argument("--out", required=True, help="tokenizer directory (checkpoints go to OUT/<modality>/)")
+    # --out takes the directory and then any KEY=VALUE overrides that follow it (argparse cannot put a
+    # "*" positional after options), so `--out DIR steps=500 size=base` works as documented.
+    t.add_argument("--out", required=True, nargs="+", metavar="DIR",
+                   help="tokenizer directory (checkpoints go to OUT/<modality>/), then optional overrides")
     t.add_argument("overrides", nargs="*", help="KEY=VALUE, e.g. steps=500 size=base registry=base model.depth=4")
     t.set_defaults(func=run_train)
     i = tsub.add_parser("info", help="list the tokenizer checkpoints of a directory")
@@ -35,20 +39,25 @@ def _fmt(v) -> str:
 def run_train(args) -> int:
     from ..tokenizers.train import TrainConfig, train_sequence, train_video
 
+    clips = [c for c in args.clips if "=" not in c]
+    overrides = [c for c in args.clips if "=" in c] + list(args.out[1:]) + list(args.overrides)
+    out = args.out[0]
+    if "=" in out or not clips:
+        raise SystemExit("egom2p tokenizer train: give --clips PATH... and --out DIR before any KEY=VALUE override")
     cfg = TrainConfig(batch_size=4 if args.which == "video" else 16)
     try:
-        cfg.apply(args.overrides)
+        cfg.apply(overrides)
     except ValueError as e:
         raise SystemExit(f"egom2p tokenizer train: {e}")
     if args.which == "video":
-        metrics = train_video(args.clips, args.out, cfg)
+        metrics = train_video(clips, out, cfg)
         print("\nevaluation (video tokenizer):")
         for m in ("rgb", "depth"):
             if m in metrics:
                 print(f"  {m}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics[m].items()))
             print(f"  checkpoint: {metrics[f'{m}_checkpoint']}")
     else:
-        metrics = train_sequence(args.which, args.clips, args.out, cfg)
+        metrics = train_sequence(args.which, clips, out, cfg)
         print(f"\nevaluation ({args.which} tokenizer):")
         for k, v in metrics.items():
             print(f"  {k}: {_fmt(v)}")
@@ -63,7 +72,7 @@ def run_info(args) -> int:
         print(f"{m}: {t.identity['kind']} registry={t.registry.config} tokens={t.spec.num_tokens} "
               f"vocab={t.spec.vocab_size} sha256={t.identity['sha256']}")
         try:
-            cfg = json.loads((__import__('pathlib').Path(args.dir) / m / "config.json").read_text())
+            cfg = json.loads((Path(args.dir) / m / "config.json").read_text())
             if cfg.get("eval"):
                 print("  eval: " + ", ".join(f"{k}={_fmt(v)}" for k, v in cfg["eval"].items()))
         except (OSError, ValueError):
