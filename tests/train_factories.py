@@ -22,13 +22,13 @@ def cam_from_gaze(gaze: np.ndarray, vocab: int) -> np.ndarray:
 
 
 def structured_rows(n: int, dataset: str, registry, seed: int = 0, modalities=("rgb", "depth", "gaze", "cam"),
-                    split: str = "train", scenes: int = 16) -> list[dict]:
+                    split: str = "train", scenes: int = 16, offsets: int | None = None) -> list[dict]:
     rng = np.random.default_rng(seed)
     rows = []
     vs, vv = registry["gaze"].vocab_size, registry["rgb"].vocab_size
     ns, nv = registry["gaze"].num_tokens, registry["rgb"].num_tokens
     for k in range(n):
-        scene, offset = int(rng.integers(scenes)), int(rng.integers(ns))
+        scene, offset = int(rng.integers(scenes)), int(rng.integers(offsets or ns))
         gaze = (4 * scene + offset + np.arange(ns)) % vs
         rgb = (37 * scene + 3 * np.arange(nv) + offset) % vv
         toks = {"gaze": gaze, "cam": cam_from_gaze(gaze, vs), "rgb": rgb, "depth": (7 * rgb + 11) % vv}
@@ -40,12 +40,12 @@ def structured_rows(n: int, dataset: str, registry, seed: int = 0, modalities=("
 
 
 def make_token_db(path, registry="tiny", parts=(("egogen", 24, ("rgb", "depth", "gaze", "cam")),
-                                                 ("hot3d", 8, ("rgb", "cam"))), seed: int = 0) -> str:
+                                                 ("hot3d", 8, ("rgb", "cam"))), seed: int = 0, **kw) -> str:
     """A token DB at ``path`` with one dataset per ``(name, clips, modalities)``; returns the path."""
     reg = get_registry(registry) if isinstance(registry, str) else registry
     rows = []
     for i, (name, n, mods) in enumerate(parts):
-        rows += structured_rows(n, name, reg, seed=seed * 100 + i, modalities=mods)
+        rows += structured_rows(n, name, reg, seed=seed * 100 + i, modalities=mods, **kw)
     write_tokens(str(path), rows, registry=reg, tokenizers={m: {"kind": "synthetic", "sha256": "0" * 64}
                                                             for m in ("rgb", "depth", "gaze", "cam")})
     return str(path)
