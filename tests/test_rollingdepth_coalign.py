@@ -70,7 +70,7 @@ def test_merged_snippets_match_the_truth_up_to_one_global_scale_and_shift():
     assert res.residual_history[-1] < res.residual_history[0]
 
 
-def test_an_outlier_snippet_is_down_weighted_and_does_not_spoil_the_merge():
+def test_an_outlier_snippet_is_down_weighted_and_does_not_spoil_the_merge(scratch):
     rng = np.random.default_rng(1)
     gt = depth_video()
     snippets, _ = distorted_snippets(gt, rng)
@@ -86,6 +86,12 @@ def test_an_outlier_snippet_is_down_weighted_and_does_not_spoil_the_merge():
     # the same data without robust weighting is visibly worse on the outlier's frames
     plain = coalign(snippets, len(gt), CoalignConfig(loss="l2", snippet_outlier_factor=1e9, min_snippet_weight=0.0))
     assert absrel(plain.depth[frames], gt[frames]) > 3 * absrel(res.depth[frames], gt[frames])
+    from egom2p.rollingdepth.viz import save_depth_figure
+
+    png = save_depth_figure(scratch / "rollingdepth_coalign.png",
+                            {"truth": gt, "co-aligned": align_to(res.depth, gt)[0], "plain l2": plain.depth},
+                            frames=[0, int(frames[0]), 79], result=res, title="co-alignment with one outlier snippet")
+    assert png.stat().st_size > 10_000
 
 
 def test_invalid_pixels_median_merge_and_refine_hook():

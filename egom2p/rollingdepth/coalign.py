@@ -111,7 +111,7 @@ def cap_dilation(num_frames: int, snippet_length: int, dilation: int) -> int:
 def _robust_weights(r: np.ndarray, sigma: float, loss: str, c: float) -> np.ndarray:
     if loss == "l2":
         return np.ones_like(r)
-    u = np.abs(r) / max(c * sigma, 1e-12)
+    u = np.abs(r) * np.float32(1.0 / max(c * sigma, 1e-12))
     if loss == "cauchy":
         return 1.0 / (1.0 + u * u)
     return np.where(u <= 1.0, 1.0, 1.0 / np.maximum(u, 1e-12))  # huber
@@ -172,11 +172,13 @@ def solve_scale_shift(snippets: Sequence[Snippet], config: CoalignConfig | None 
     if len(pi) == 0:
         scales = 1.0 / spread
         return scales, -center * scales, np.ones(n), []
-    A = np.stack([sampled[i][a] for i, a in zip(pi, pa)])  # [M, P]
-    B = np.stack([sampled[j][b] for j, b in zip(pj, pb)])
+    A = np.stack([sampled[i][a] for i, a in zip(pi, pa)]).astype(np.float32)  # [M, P]
+    B = np.stack([sampled[j][b] for j, b in zip(pj, pb)]).astype(np.float32)
     valid = np.isfinite(A) & np.isfinite(B)
-    A = np.where(valid, A, 0.0)
-    B = np.where(valid, B, 0.0)
+    all_valid = bool(valid.all())
+    A[~valid] = 0.0
+    B[~valid] = 0.0
+    med_cols = slice(None, None, max(1, A.shape[1] // 128))  # the per-pair medians use <= ~128 samples
 
     # 3. IRLS on the KKT system  [[H + lam I, C^T], [C, 0]] [p; mu] = [lam p0; c]
     dim = 2 * n
@@ -189,37 +191,45 @@ def solve_scale_shift(snippets: Sequence[Snippet], config: CoalignConfig | None 
     c = np.array([1.0, 0.0])
     snippet_w = np.ones(n)
     history: list[float] = []
+    pairs_of = [np.flatnonzero((pi == k) | (pj == k)) for k in range(n)]
     for _ in range(max(1, cfg.iterations)):
-        s, t = p[0::2], p[1::2]
+        s, t = p[0::2].astype(np.float32), p[1::2].astype(np.float32)
         r = (s[pi, None] * A + t[pi, None]) - (s[pj, None] * B + t[pj, None])  # [M, P]
-        absr = np.abs(r[valid])
-        sigma = 1.4826 * float(np.median(absr)) if absr.size else 1.0
-        sigma = max(sigma, 1e-9)
-        history.append(sigma)
-        # per-snippet weights from each snippet's median absolute residual over its pairs
-        with np.errstate(all="ignore"):
-            pair_med = np.nanmedian(np.where(valid, np.abs(r), np.nan), axis=1)  # [M], NaN: no valid pixel
+        absr = np.abs(r)
+        # per-pair median absolute residual (on a column subsample), then the robust global scale
+        if all_valid:
+            pair_med = np.median(absr[:, med_cols], axis=1)
+        else:
+            with np.errstate(all="ignore"):
+                pair_med = np.nanmedian(np.where(valid, absr, np.nan)[:, med_cols], axis=1)  # NaN: no valid pixel
         pair_med = np.where(np.isfinite(pair_med), pair_med, np.inf)
+        finite_med = pair_med[np.isfinite(pair_med)]
+        sigma = max(1.4826 * float(np.median(finite_med)) if finite_med.size else 1.0, 1e-9)
+        history.append(sigma)
+        if len(history) > 2 and abs(history[-1] - history[-2]) < 1e-3 * history[-2]:
+            break  # converged: the weights (and so the solution) no longer change
+        # per-snippet weights from each snippet's median pair residual
         typical = float(np.median(pair_med[np.isfinite(pair_med)])) if np.isfinite(pair_med).any() else 1.0
         typical = max(typical, 1e-12)
         snip_med = np.full(n, np.nan)
         for k in range(n):
-            mine = pair_med[(pi == k) | (pj == k)]
+            mine = pair_med[pairs_of[k]]
             mine = mine[np.isfinite(mine)]
             if mine.size:
                 snip_med[k] = np.median(mine)
         ratio = np.where(np.isfinite(snip_med), snip_med / (cfg.snippet_outlier_factor * typical), 0.0)
         snippet_w = 1.0 / (1.0 + ratio**4)
-        wpix = _robust_weights(r, sigma, cfg.loss, cfg.loss_scale) * valid
-        wpix = wpix * (snippet_w[pi] * snippet_w[pj])[:, None]
+        wpix = _robust_weights(r, sigma, cfg.loss, cfg.loss_scale)
+        if not all_valid:
+            wpix *= valid
+        wpix *= (snippet_w[pi] * snippet_w[pj]).astype(np.float32)[:, None]
 
         # weighted sums per pair -> 4x4 blocks of J^T W J, J row = [a, 1, -b, -1]
-        saa = (wpix * A * A).sum(1)
-        sa = (wpix * A).sum(1)
-        s1 = wpix.sum(1)
-        sab = (wpix * A * B).sum(1)
-        sb = (wpix * B).sum(1)
-        sbb = (wpix * B * B).sum(1)
+        f64 = np.float64
+        wA, wB = wpix * A, wpix * B
+        saa, sa, s1 = (wA * A).sum(1, dtype=f64), wA.sum(1, dtype=f64), wpix.sum(1, dtype=f64)
+        sab, sb, sbb = (wA * B).sum(1, dtype=f64), wB.sum(1, dtype=f64), (wB * B).sum(1, dtype=f64)
+        del wA, wB
         H = np.zeros((dim, dim))
         si, ti, sj, tj = 2 * pi, 2 * pi + 1, 2 * pj, 2 * pj + 1
         for (ra, rb), val in (
@@ -258,26 +268,27 @@ def merge_snippets(snippets: Sequence[Snippet], scales: np.ndarray, shifts: np.n
     weights = np.ones(len(snippets)) if weights is None else np.asarray(weights, dtype=np.float64)
     keep = weights >= min_weight
     if mode == "mean":
-        num = np.zeros((num_frames, h, w), np.float64)
-        den = np.zeros((num_frames, h, w), np.float64)
-        fallback_num = np.zeros_like(num)
-        fallback_den = np.zeros_like(den)
+        # float32 accumulators; frames inside one snippet are distinct, so fancy-index += is exact
+        num = np.zeros((num_frames, h, w), np.float32)
+        den = np.zeros((num_frames, h, w), np.float32)
+        fallback: tuple[np.ndarray, np.ndarray] | None = None
         for i, sn in enumerate(snippets):
-            al = scales[i] * np.asarray(sn.values, dtype=np.float64) + shifts[i]
+            al = scales[i] * np.asarray(sn.values, dtype=np.float32) + np.float32(shifts[i])
             ok = np.isfinite(al)
-            al = np.where(ok, al, 0.0)
+            al[~ok] = 0.0
             if keep[i]:
-                np.add.at(num, sn.frames, weights[i] * al)
-                np.add.at(den, sn.frames, weights[i] * ok)
+                num[sn.frames] += np.float32(weights[i]) * al
+                den[sn.frames] += np.float32(weights[i]) * ok
             else:
-                np.add.at(fallback_num, sn.frames, al)
-                np.add.at(fallback_den, sn.frames, ok.astype(np.float64))
-        empty = den <= 0
-        num = np.where(empty, fallback_num, num)
-        den = np.where(empty, fallback_den, den)
+                if fallback is None:
+                    fallback = (np.zeros_like(num), np.zeros_like(den))
+                fallback[0][sn.frames] += al
+                fallback[1][sn.frames] += ok
+        if fallback is not None:
+            empty = den <= 0
+            num[empty], den[empty] = fallback[0][empty], fallback[1][empty]
         with np.errstate(invalid="ignore", divide="ignore"):
-            out = np.where(den > 0, num / np.maximum(den, 1e-300), np.nan)
-        return out.astype(np.float32)
+            return np.where(den > 0, num / np.maximum(den, np.float32(1e-30)), np.nan).astype(np.float32)
     # median: gather per frame
     per_frame: dict[int, list[np.ndarray]] = {}
     fallback: dict[int, list[np.ndarray]] = {}
