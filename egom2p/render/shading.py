@@ -150,7 +150,9 @@ class Renderer:
         self.raycaster = scene.raycaster()
         irr = bake_lighting(scene, ambient=ambient, ao_rays=ao_rays, shadows=shadows)
         tab, amp = shading_table(scene, irr * exposure)
-        self.table = tab.reshape(len(tab), 12)  # [T+1, 12]: A(4) B(4) C(4)
+        # structure of arrays [12, T+1] (A: rgb+phase, B: ..., C: ...): per-channel gathers and contiguous
+        # arithmetic are ~2x faster than gathering rows of [T+1, 12] and working on strided columns
+        self.table = np.ascontiguousarray(tab.reshape(len(tab), 12).T)
         self.amp = amp
         self.has_pattern = bool(np.any(amp > 0))
         self.background = np.uint32(scene.num_triangles)
@@ -158,9 +160,11 @@ class Renderer:
     def cast(self, c2w_opengl: np.ndarray) -> dict:
         """Cast the primary rays of one pose -> open3d's result as numpy arrays (flat, [H*W, ...])."""
         T = np.asarray(c2w_opengl, np.float64)
-        R_cv = (T[:3, :3] * np.array([1.0, -1.0, -1.0])).astype(np.float32)  # OpenGL -> OpenCV axes
+        R_cv = T[:3, :3] * np.array([1.0, -1.0, -1.0])  # OpenGL -> OpenCV camera axes
         self.rays[:, :3] = T[:3, 3].astype(np.float32)
-        np.matmul(self.dirs_cam, R_cv.T, out=self.rays[:, 3:])
+        # world directions = dirs_cam @ R^T; a contiguous R^T keeps numpy on its fast path (a transposed
+        # view is ~20x slower here)
+        np.matmul(self.dirs_cam, np.ascontiguousarray(R_cv.T, dtype=np.float32), out=self.rays[:, 3:])
         ans = self.raycaster.cast_rays(self.rays_t, nthreads=self.nthreads)
         return {k: ans[k].numpy() for k in ("t_hit", "primitive_ids", "primitive_uvs")}
 
@@ -176,13 +180,19 @@ class Renderer:
         t = ans["t_hit"]  # [P] (inf on miss); equals z-depth since dir_z = 1 in the camera frame
         depth = np.where(np.isfinite(t), t, np.float32(0))
         prim = np.minimum(ans["primitive_ids"], self.background)  # misses -> background row (zeros)
-        g = self.table[prim]  # [P, 12]
-        uv = ans["primitive_uvs"]  # [P, 2] barycentrics (u, v): value = A + u (B) + v (C)
-        c = g[:, 0:4] + uv[:, 0:1] * g[:, 4:8] + uv[:, 1:2] * g[:, 8:12]  # [P, 4]
-        rgb = c[:, :3]
+        g = np.take(self.table, prim, axis=1)  # [12, P]
+        uv = ans["primitive_uvs"]  # [P, 2] barycentrics (u, v): value = A + u B + v C
+        c = g[4:8] * uv[:, 0].copy()  # [4, P]: r, g, b radiance and pattern phase
+        c += g[0:4]
+        c += g[8:12] * uv[:, 1].copy()
         if self.has_pattern:
-            rgb = rgb * (1.0 + self.amp[prim] * np.sin(c[:, 3]))[:, None]
-        q = (rgb * 4095.0).astype(np.int32)
+            f = np.sin(c[3])
+            f *= np.take(self.amp, prim)
+            f += 1.0
+            f *= 4095.0
+            q = (c[:3] * f).astype(np.int32)
+        else:
+            q = (c[:3] * 4095.0).astype(np.int32)
         np.clip(q, 0, 4095, out=q)
-        out = _GAMMA_LUT[q]
+        out = np.take(_GAMMA_LUT, q.T)  # [P, 3] sRGB transfer curve
         return out.reshape(self.height, self.width, 3), depth.reshape(self.height, self.width)
