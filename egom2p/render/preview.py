@@ -70,7 +70,7 @@ def write_preview(seq_dir, columns: int = 8, out_path=None) -> Path:
     ax = fig.add_subplot(outer[1])
     for o in scene["objects"]:
         lo, hi = o["bbox_min"], o["bbox_max"]
-        if o["kind"] in ("floor", "wall", "ceiling", "structure"):
+        if o["kind"] in ("floor", "wall", "ceiling", "structure", "rug", "light"):
             if o["kind"] in ("wall", "structure"):
                 ax.add_patch(Rectangle((lo[0], lo[2]), hi[0] - lo[0], hi[2] - lo[2], fill=False, color="k", lw=1.5))
             continue

@@ -68,6 +68,7 @@ class Scene:
     description: dict = field(default_factory=dict)
     two_sided: bool = False  # True for user meshes (winding unknown): light both sides of each triangle
     vertex_color: np.ndarray | None = None  # float32 [V, 3] linear albedo per vertex (scans); overrides tri_color
+    light_tint: tuple[float, float, float] = (1.0, 1.0, 1.0)  # colour of the light (white balance)
     _raycaster: object = field(default=None, repr=False)
     _cache: dict = field(default_factory=dict, repr=False)
 
@@ -255,8 +256,8 @@ class MeshBuilder:
         m.translate(np.asarray(center, dtype=np.float64))
         self.open3d_primitive(m, color, obj, mat, jitter=0.12)
 
-    def build(self, floor_y: float, lights: np.ndarray, description: dict) -> Scene:
-        return Scene(
+    def build(self, floor_y: float, lights: np.ndarray, description: dict, light_tint=(1.0, 1.0, 1.0)) -> Scene:
+        return Scene(light_tint=tuple(float(x) for x in light_tint),
             vertices=np.concatenate(self.verts), triangles=np.concatenate(self.tris),
             tri_color=np.concatenate(self.colors), tri_object=np.concatenate(self.objs),
             tri_material=np.concatenate(self.mats), material_amp=np.asarray(self.material_amp, np.float32),
@@ -371,6 +372,48 @@ def procedural_room(seed: int | np.random.SeedSequence, config: RoomConfig | Non
         mb.quad_grid(o, e * pw, [0, ph, 0], rng.uniform(0.05, 0.12), _pick(rng, BRIGHTS), pic,
                      mb.random_material(0.15), tex, 0.1, color2=_pick(rng, BRIGHTS))
 
+    # a door and a window on the walls (the window lets in extra light), a rug on the floor
+    for what in ("door", "window"):
+        side = rng.integers(4)
+        a, b = corners[side]
+        e = (b - a) / np.linalg.norm(b - a)
+        length = np.linalg.norm(b - a)
+        inward = np.array([-e[2], 0, e[0]])
+        if what == "door":
+            dw, dh, y = 0.9, min(2.05, H - 0.2), 0.0
+        else:
+            dw, dh = rng.uniform(1.0, min(1.8, length - 0.6)), rng.uniform(0.9, min(1.4, H - 1.2))
+            y = rng.uniform(0.8, max(0.85, H - dh - 0.25))
+        s0 = rng.uniform(0.3, max(0.35, length - dw - 0.3))
+        o = a + e * s0 + [0, y, 0] + inward * 0.02
+        obj = mb.begin_object(what, what)
+        fw = 0.06
+        frame = _pick(rng, WOODS + [(0.95, 0.95, 0.95)])
+        if what == "door":
+            mb.quad_grid(o, e * dw, [0, dh, 0], 0.2, _pick(rng, WOODS), obj, mb.random_material(0.1), "planks")
+            k = o + e * (dw - 0.12) + [0, 1.0, 0] + inward * 0.03
+            mb.sphere(k, 0.03, [0.7, 0.65, 0.4], obj, resolution=5)
+        else:
+            mb.quad_grid(o, e * dw, [0, dh, 0], 0.08, _srgb_to_linear((0.75, 0.85, 0.95)), obj, 0, "noise",
+                         color2=_srgb_to_linear((0.9, 0.92, 0.95)))
+            mid = o + e * dw / 2 + inward * 0.01
+            mb.box(mid - e * 0.02 + inward * 0.0, mid + e * 0.02 + inward * 0.03 + [0, dh, 0], frame, obj, cell=0.5)
+            lights.append([*(o + e * dw / 2 + [0, dh / 2, 0] + inward * 0.7), rng.uniform(0.8, 1.5)])
+        for lo, hi in ((o - e * fw, o + [0, dh, 0] + inward * 0.03),
+                       (o + e * dw, o + e * (dw + fw) + [0, dh, 0] + inward * 0.03),
+                       (o - e * fw + [0, dh, 0], o + e * (dw + fw) + [0, dh + fw, 0] + inward * 0.03)):
+            mb.box(np.minimum(lo, hi), np.maximum(lo, hi), frame, obj, cell=0.5)
+        if what == "window":
+            lo, hi = o - e * fw - [0, fw, 0], o + e * (dw + fw) + inward * 0.08
+            mb.box(np.minimum(lo, hi), np.maximum(lo, hi), frame, obj, cell=0.5)
+    if rng.random() < 0.7:
+        rw, rd = rng.uniform(1.2, min(3.0, W - 1.0)), rng.uniform(0.8, min(2.0, D - 1.0))
+        rx, rz = rng.uniform(0.5, W - rw - 0.5), rng.uniform(0.5, D - rd - 0.5)
+        rug = mb.begin_object("rug", "rug")
+        col = _pick(rng, FABRICS + BRIGHTS)
+        mb.box([rx, 0.0005, rz], [rx + rw, 0.012, rz + rd], col, rug, mb.random_material(0.12),
+               ["noise", "stripes", "checker"][rng.integers(3)], cell=rng.uniform(0.1, 0.3), color2=_pick(rng, FABRICS))
+
     # furniture: rejection-sampled footprints, no overlap, keep free floor
     kinds = _furniture_kinds()
     names = list(kinds)
@@ -436,7 +479,9 @@ def procedural_room(seed: int | np.random.SeedSequence, config: RoomConfig | Non
     desc = {"kind": "procedural_room", "size_m": [round(W, 3), round(H, 3), round(D, 3)],
             "furniture": [k for k, _, _ in furniture], "clutter": nclutter, "floor": ftex,
             "lights": len(lights)}
-    return mb.build(0.0, np.asarray(lights), desc)
+    warm = rng.uniform(-1.0, 1.0)  # -1 cool daylight ... +1 warm tungsten
+    tint = np.array([1.0, 1.0, 1.0]) + warm * np.array([0.06, -0.01, -0.12])
+    return mb.build(0.0, np.asarray(lights), desc, light_tint=tint / tint.max())
 
 
 def _build_furniture(mb: MeshBuilder, rng, kind: str, box, facing, H: float, tables: list, idx: int) -> None:

@@ -113,7 +113,8 @@ def shading_table(scene: Scene, irradiance: np.ndarray) -> tuple[np.ndarray, np.
     T = len(tri)
     corner = np.empty((T, 3, 4), np.float64)
     albedo = scene.vertex_color[tri] if scene.vertex_color is not None else scene.tri_color[:, None, :]
-    corner[..., :3] = albedo * irradiance[tri][..., None]  # [T, 3 corners, rgb]
+    tint = np.asarray(scene.light_tint, dtype=np.float64)
+    corner[..., :3] = albedo * irradiance[tri][..., None] * tint  # [T, 3 corners, rgb]
     freq = scene.material_freq[scene.tri_material].astype(np.float64)  # [T, 3]
     corner[..., 3] = np.einsum("tcj,tj->tc", scene.vertices[tri].astype(np.float64), freq)
     tab = np.zeros((T + 1, 3, 4), np.float32)
