@@ -121,6 +121,18 @@ def test_bad_input_is_refused_before_training(db, tmp_path, capsys):
     assert not (tmp_path / "bad" / "checkpoints").exists()
 
 
+def test_gpu_check_smoke():
+    import subprocess
+
+    r = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks" / "gpu" / "check_train.py"),
+                        "--smoke"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
+    got = {x["metric"]: x["value"] for x in rows}
+    assert {"step_time", "tokens_per_s", "model_tflops_per_s", "sampler_samples_per_s", "params"} <= set(got)
+    assert all(x["check"] == "train_smoke" and x["value"] > 0 for x in rows)
+
+
 def _regen_golden():
     import tempfile
 
