@@ -306,13 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hydra.errors import HydraException
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     from .checkpoint import CheckpointError, read_state
     from .sampler import SamplerError
     from .tokendb import TokenDBError
 
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)
     if args.resume and args.init:
         print("egom2p-train: error: --resume and --init exclude each other", file=sys.stderr)
         return 2
@@ -323,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
             print(OmegaConf.to_yaml(cfg, resolve=True))
             return 0
         result = train(cfg, args.db, out=args.out, resume=args.resume, init=args.init)
-    except (TokenDBError, SamplerError, CheckpointError, ValueError, KeyError) as e:
+    except (TokenDBError, SamplerError, CheckpointError, HydraException, OmegaConfBaseException, ValueError,
+            KeyError) as e:
         print(f"egom2p-train: error: {e}", file=sys.stderr)
         return 2
     finally:
