@@ -193,3 +193,20 @@ def test_tokenizer_train_cli_video(tmp_path, capsys):
     assert (tmp_path / "tok" / "rgb" / "eval.png").exists()
     with pytest.raises(SystemExit):
         main(["tokenizer", "train", "gaze", "--clips", str(path), "--out", str(tmp_path), "nosuch=1"])
+
+
+def test_gpu_check_smoke_runs_on_cpu():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "gpu" / "check_tokenizers.py"), "--smoke"],
+                          capture_output=True, text=True, timeout=300, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    checks = {(d["check"], d["metric"]) for d in lines}
+    for m in ("gaze", "cam"):
+        assert (f"tokenizer_{m}_vqvae_tiny", "encode_clips_per_s") in checks
+    assert ("tokenizer_video_fsq_tiny", "encode_clips_per_s") in checks
+    assert all(set(d) >= {"check", "metric", "value", "unit"} and d["value"] > 0 for d in lines)
