@@ -215,3 +215,14 @@ def test_bad_meshes(tmp_path):
     o3d.io.write_triangle_mesh(str(p), full.to_open3d())
     with pytest.raises(NoFreeSpaceError):
         render_sequence(seed=0, seconds=0.5, size=16, scene=str(p))
+
+
+def test_in_memory_api_matches_the_adapter_conventions(seq):
+    """render_sequence's OpenCV poses and gaze pixels are what the egogen adapter derives from disk."""
+    np.testing.assert_allclose(seq.c2w_opencv, seq.c2w_opengl @ np.diag([1.0, -1.0, -1.0, 1.0]))
+    g = seq.gaze_px
+    assert g.shape == (seq.num_frames, 2)
+    assert np.isnan(g[~seq.gaze_valid]).all()
+    ok = np.isfinite(g[:, 0])
+    assert ok.sum() >= 0.5 * seq.num_frames
+    assert np.all((g[ok] >= -0.5) & (g[ok] <= 63.5))

@@ -22,32 +22,18 @@ from pathlib import Path
 import numpy as np
 
 from .. import geometry as geo
+from ..render.gaze import OCCLUSION_TOLERANCE_M, project_fixations
 from ..render.layout import RenderLayoutError, load_array, read_manifest, read_rgb
 from .base import Adapter, RawSequence, SequenceRef, SourceError
-
-OCCLUSION_TOLERANCE_M = 0.05  # a fixation point further than this behind the depth at its pixel is occluded
 
 
 def project_gaze(c2w_cv: np.ndarray, intrinsics, width: int, height: int, points: np.ndarray, valid: np.ndarray,
                  depth_at=None, tolerance: float = OCCLUSION_TOLERANCE_M) -> np.ndarray:
     """World fixation points [N, 3] -> source pixels [N, 2], NaN where invalid, off-image or occluded.
 
-    ``depth_at(frames, v, u)`` returns the z-depth (m, 0 = none) at integer pixels; without it no
-    occlusion test is made.
+    See :func:`egom2p.render.gaze.project_fixations` (shared with the renderer's Python API).
     """
-    pc = geo.transform_points(geo.invert_se3(c2w_cv), points)  # [N, 3] camera frame
-    uv, z = geo.project(pc, intrinsics)
-    ok = np.asarray(valid, dtype=bool) & (z > 0) & np.all(np.isfinite(uv), -1)
-    ok &= (uv[:, 0] >= -0.5) & (uv[:, 0] <= width - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] <= height - 0.5)
-    if depth_at is not None and ok.any():
-        f = np.nonzero(ok)[0]
-        u = np.clip(np.round(uv[f, 0]).astype(np.int64), 0, width - 1)
-        v = np.clip(np.round(uv[f, 1]).astype(np.int64), 0, height - 1)
-        d = np.asarray(depth_at(f, v, u), dtype=np.float64)
-        occluded = (d > 0) & np.isfinite(d) & (z[f] > d + tolerance)
-        ok[f[occluded]] = False
-    out = np.where(ok[:, None], uv, np.nan)
-    return out
+    return project_fixations(c2w_cv, intrinsics, width, height, points, valid, depth_at, tolerance)
 
 
 class EgoGenAdapter(Adapter):

@@ -40,6 +40,13 @@ def run(args) -> int:
         return 2
     config = RenderConfig(seconds=args.seconds, width=args.size, height=args.size, scene=args.scene,
                           scene_up=args.scene_up, nthreads=args.threads)
+    from pathlib import Path
+
+    from ..render.layout import is_complete
+    from ..render.sequence import sequence_name
+
+    done_before = {sequence_name(args.seed, i) for i in range(args.sequences)
+                   if is_complete(Path(args.out) / sequence_name(args.seed, i))}
     t0 = time.perf_counter()
     try:
         dirs = render_dataset(args.out, args.sequences, seed=args.seed, preview=args.preview,
@@ -50,5 +57,6 @@ def run(args) -> int:
     dt = time.perf_counter() - t0
     print(f"rendered {len(dirs)} sequences of {args.seconds:g} s at {args.size}x{args.size} into {args.out} in {dt:.1f} s")
     for d in dirs:
-        print(f"  {d}" + ("  (preview.png)" if args.preview else ""))
+        notes = (["already complete, skipped"] if d.name in done_before else []) + (["preview.png"] if args.preview else [])
+        print(f"  {d}" + (f"  ({', '.join(notes)})" if notes else ""))
     return 0

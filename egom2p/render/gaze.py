@@ -31,6 +31,7 @@ from .walk import Walk, yaw_of
 FIXATION, SACCADE, PURSUIT, BLINK, OFFSCREEN = 0, 1, 2, 3, 4
 STATE_NAMES = {FIXATION: "fixation", SACCADE: "saccade", PURSUIT: "pursuit", BLINK: "blink", OFFSCREEN: "offscreen"}
 VALID_STATES = (FIXATION, SACCADE, PURSUIT)
+OCCLUSION_TOLERANCE_M = 0.05  # a fixation point further than this behind the depth at its pixel is occluded
 
 
 @dataclass
@@ -234,3 +235,27 @@ def mark_offscreen(gaze: Gaze, c2w_opengl: np.ndarray, intrinsics: np.ndarray, w
     state = gaze.state.copy()
     state[(~inside) & (state != BLINK)] = OFFSCREEN
     return Gaze(point=gaze.point, state=state, target_object=gaze.target_object)
+
+
+def project_fixations(c2w_cv: np.ndarray, intrinsics, width: int, height: int, points: np.ndarray, valid: np.ndarray,
+                      depth_at=None, tolerance: float = OCCLUSION_TOLERANCE_M) -> np.ndarray:
+    """World fixation points [N, 3] -> source pixels [N, 2] (OpenCV camera-to-world poses [N, 4, 4]).
+
+    NaN where ``valid`` is False, behind the camera, outside the image ([-0.5, W-0.5] x [-0.5, H-0.5])
+    or occluded: ``depth_at(frames, v, u)`` gives the z-depth (m, 0 = none) at integer pixels, and a
+    point more than ``tolerance`` behind it is hidden. Without ``depth_at`` no occlusion test is made.
+    """
+    from .. import geometry as geo
+
+    pc = geo.transform_points(geo.invert_se3(c2w_cv), points)  # [N, 3] camera frame
+    uv, z = geo.project(pc, intrinsics)
+    ok = np.asarray(valid, dtype=bool) & (z > 0) & np.all(np.isfinite(uv), -1)
+    ok &= (uv[:, 0] >= -0.5) & (uv[:, 0] <= width - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] <= height - 0.5)
+    if depth_at is not None and ok.any():
+        f = np.nonzero(ok)[0]
+        u = np.clip(np.round(uv[f, 0]).astype(np.int64), 0, width - 1)
+        v = np.clip(np.round(uv[f, 1]).astype(np.int64), 0, height - 1)
+        d = np.asarray(depth_at(f, v, u), dtype=np.float64)
+        occluded = (d > 0) & np.isfinite(d) & (z[f] > d + tolerance)
+        ok[f[occluded]] = False
+    return np.where(ok[:, None], uv, np.nan)

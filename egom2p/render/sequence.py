@@ -64,6 +64,21 @@ class RenderedSequence:
         return int(len(self.frames))
 
     @property
+    def c2w_opencv(self) -> np.ndarray:
+        """[N, 4, 4] camera-to-world in OpenCV camera axes (x right, y down, z forward), world y-up."""
+        from .. import geometry as geo
+
+        return geo.opengl_to_opencv_c2w(self.c2w_opengl)
+
+    @property
+    def gaze_px(self) -> np.ndarray:
+        """[N, 2] gaze in source pixels as the egogen adapter derives it (NaN: blink, off-image, occluded)."""
+        from .gaze import project_fixations
+
+        return project_fixations(self.c2w_opencv, self.intrinsics, self.width, self.height, self.gaze_point,
+                                 self.gaze_valid, depth_at=lambda f, v, u: self.depth[f, v, u])
+
+    @property
     def width(self) -> int:
         return int(self.frames.shape[2])
 
