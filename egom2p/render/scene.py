@@ -68,6 +68,7 @@ class Scene:
     description: dict = field(default_factory=dict)
     two_sided: bool = False  # True for user meshes (winding unknown): light both sides of each triangle
     vertex_color: np.ndarray | None = None  # float32 [V, 3] linear albedo per vertex (scans); overrides tri_color
+    corner_color: np.ndarray | None = None  # float32 [T, 3, 3] linear albedo per triangle corner (textured meshes)
     light_tint: tuple[float, float, float] = (1.0, 1.0, 1.0)  # colour of the light (white balance)
     _raycaster: object = field(default=None, repr=False)
     _cache: dict = field(default_factory=dict, repr=False)
@@ -681,6 +682,35 @@ def _estimate_floor(vertices: np.ndarray, triangles: np.ndarray) -> float:
     return float(np.average(y[sel], weights=a[sel]))
 
 
+def _texture_corner_colors(mesh, num_triangles: int) -> np.ndarray | None:
+    """Linear albedo [T, 3, 3] sampled from the mesh's textures at each triangle corner's UV, or None.
+
+    UVs follow the OBJ convention (v = 0 at the bottom row of the image). Detail finer than the
+    triangles is lost (the renderer interpolates between corners), which suits dense scans.
+    """
+    if not (mesh.has_triangle_uvs() and mesh.has_textures()):
+        return None
+    uvs = np.asarray(mesh.triangle_uvs, dtype=np.float64)
+    if len(uvs) != 3 * num_triangles:
+        return None
+    mids = np.asarray(mesh.triangle_material_ids) if mesh.has_triangle_material_ids() else np.zeros(num_triangles, int)
+    out = np.full((num_triangles, 3, 3), _srgb_to_linear((0.7, 0.68, 0.65)), dtype=np.float64)
+    uv = uvs.reshape(num_triangles, 3, 2)
+    for m, tex in enumerate(mesh.textures):
+        img = np.asarray(tex)
+        if img.ndim != 3 or img.shape[0] == 0 or img.shape[2] < 3:
+            continue
+        sel = mids == m
+        if not sel.any():
+            continue
+        h, w = img.shape[:2]
+        u = np.clip(np.mod(uv[sel, :, 0], 1.0) * (w - 1), 0, w - 1).round().astype(int)
+        v = np.clip((1.0 - np.mod(uv[sel, :, 1], 1.0)) * (h - 1), 0, h - 1).round().astype(int)
+        rgb = img[v, u, :3].astype(np.float64)
+        out[sel] = _srgb_to_linear(rgb / (255.0 if img.dtype == np.uint8 else 1.0))
+    return out.astype(np.float32)
+
+
 def load_mesh_scene(path: str | os.PathLike, up: str = "auto", seed: int = 0, max_objects: int = 200) -> Scene:
     """Load a user's scene mesh with open3d as a :class:`Scene` (y-up, floor estimated).
 
@@ -700,7 +730,8 @@ def load_mesh_scene(path: str | os.PathLike, up: str = "auto", seed: int = 0, ma
     if p.stat().st_size == 0:
         raise SceneError(p, "scene mesh file is empty")
     try:
-        mesh = o3d.io.read_triangle_mesh(str(p), enable_post_processing=False, print_progress=False)
+        # post-processing (assimp formats such as .obj/.gltf): triangulate polygons, load textures
+        mesh = o3d.io.read_triangle_mesh(str(p), enable_post_processing=True, print_progress=False)
     except Exception as e:  # open3d raises RuntimeError for some malformed files
         raise SceneError(p, f"cannot read mesh ({type(e).__name__}: {e})") from e
     v = np.asarray(mesh.vertices, dtype=np.float64)
@@ -717,7 +748,9 @@ def load_mesh_scene(path: str | os.PathLike, up: str = "auto", seed: int = 0, ma
     keep = np.linalg.norm(np.cross(e1, e2), axis=1) > 1e-12
     if not keep.any():
         raise SceneError(p, "mesh has only degenerate (zero-area) triangles")
+    corner = _texture_corner_colors(mesh, len(t))
     t = t[keep]
+    corner = corner[keep] if corner is not None else None
     up_used = guess_up_axis(v, t) if up == "auto" else up
     R = _up_rotation(up_used)
     v = v @ R.T
@@ -727,7 +760,9 @@ def load_mesh_scene(path: str | os.PathLike, up: str = "auto", seed: int = 0, ma
                             "after making it y-up; units must be metres)")
     rng = np.random.default_rng(seed)
     vcol = None
-    if mesh.has_vertex_colors():
+    if corner is not None:
+        col = corner.mean(1)
+    elif mesh.has_vertex_colors():
         vcol = _srgb_to_linear(np.clip(np.asarray(mesh.vertex_colors, dtype=np.float64), 0, 1)).astype(np.float32)
         col = vcol[t].mean(1)
     else:
@@ -758,9 +793,9 @@ def load_mesh_scene(path: str | os.PathLike, up: str = "auto", seed: int = 0, ma
     lights = [[centre[0], ceiling - 0.2, centre[2], 3.0 * max(1.0, np.sqrt(extent[0] * extent[2] / 25))]]
     desc = {"kind": "mesh", "path": str(p.resolve()), "sha256": file_sha256(p), "up": up_used,
             "triangles": int(len(t)), "size_m": np.round(extent, 3).tolist(), "floor_y": round(floor_y, 4),
-            "has_vertex_colors": bool(mesh.has_vertex_colors())}
+            "has_vertex_colors": bool(mesh.has_vertex_colors()), "textured": corner is not None}
     return Scene(vertices=v.astype(np.float32), triangles=t.astype(np.int32), tri_color=col.astype(np.float32),
                  tri_object=tri_object, tri_material=np.zeros(len(t), np.int32),
                  material_amp=np.zeros(1, np.float32), material_freq=np.zeros((1, 3), np.float32), objects=objects,
                  floor_y=floor_y, lights=np.asarray(lights, np.float32), description=desc, two_sided=True,
-                 vertex_color=vcol)
+                 vertex_color=vcol, corner_color=corner)

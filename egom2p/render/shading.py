@@ -112,7 +112,12 @@ def shading_table(scene: Scene, irradiance: np.ndarray) -> tuple[np.ndarray, np.
     tri = scene.triangles
     T = len(tri)
     corner = np.empty((T, 3, 4), np.float64)
-    albedo = scene.vertex_color[tri] if scene.vertex_color is not None else scene.tri_color[:, None, :]
+    if scene.corner_color is not None:
+        albedo = scene.corner_color
+    elif scene.vertex_color is not None:
+        albedo = scene.vertex_color[tri]
+    else:
+        albedo = scene.tri_color[:, None, :]
     tint = np.asarray(scene.light_tint, dtype=np.float64)
     corner[..., :3] = albedo * irradiance[tri][..., None] * tint  # [T, 3 corners, rgb]
     freq = scene.material_freq[scene.tri_material].astype(np.float64)  # [T, 3]
