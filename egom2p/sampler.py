@@ -159,13 +159,15 @@ class SamplerSpec:
     batch_size: int  # global batch (all ranks)
     rank: int = 0
     world_size: int = 1
+    rows: dict | None = None  # {dataset: row indices} computed once in the main process
 
 
 class MaskingSampler:
     """Builds batch ``b`` (this rank's share of global batch ``b``) deterministically from the token DB."""
 
     def __init__(self, db: TokenDB | str, mixture: MixtureConfig | dict, seed: int = 0, batch_size: int = 8,
-                 rank: int = 0, world_size: int = 1, db_version: int | str | None = None):
+                 rank: int = 0, world_size: int = 1, db_version: int | str | None = None,
+                 rows: dict | None = None):
         self.db = open_token_db(db, db_version) if isinstance(db, str) else db
         self.mix = mixture if isinstance(mixture, MixtureConfig) else MixtureConfig.from_dict(mixture)
         self.seed, self.batch_size, self.rank, self.world_size = int(seed), int(batch_size), rank, world_size
@@ -174,11 +176,11 @@ class MaskingSampler:
         self.local_batch = self.batch_size // world_size
         self.registry: Registry = self.db.registry
         self.all_modalities = self.registry.names  # modality index = position in the registry (model order)
-        self._validate_and_index()
+        self._validate_and_index(rows)
 
     # ---- set-up and checks (all raise before training starts) ------------------------------------
 
-    def _validate_and_index(self):
+    def _validate_and_index(self, rows: dict | None = None):
         mix, path = self.mix, self.db.path
         unknown = [m for m in mix.modalities if m not in self.all_modalities]
         if unknown:
@@ -200,6 +202,10 @@ class MaskingSampler:
                 f"{mix.input_budget + mix.target_budget} tokens is larger than the {total} tokens a clip has in the "
                 f"modalities {list(mix.modalities)} (registry {self.registry.config!r}: "
                 + ", ".join(f"{m} {self.registry[m].num_tokens}" for m in mix.modalities) + ")")
+        if rows is not None:  # a worker: the main process has checked the DB and indexed its rows
+            self.rows = {d: np.asarray(r, dtype=np.int64) for d, r in rows.items()}
+            self._set_weights()
+            return
         idx = self.db.index().to_pydict()
         n = len(idx["dataset"])
         rows_ok = np.ones(n, bool) if mix.split is None else np.array([s == mix.split for s in idx["split"]], bool)
@@ -225,6 +231,10 @@ class MaskingSampler:
                 raise SamplerError(f"{path}: dataset {d!r} has no clip with any of the modalities "
                                    f"{list(mix.modalities)}")
             self.rows[d] = usable
+        self._set_weights()
+
+    def _set_weights(self):
+        mix = self.mix
         self.datasets = sorted(self.rows)
         explicit = mix.datasets if isinstance(mix.datasets, dict) else None
         w = dataset_weights({d: len(self.rows[d]) for d in self.datasets}, mix.weighting, mix.temperature, explicit)
@@ -290,7 +300,7 @@ class MaskingSampler:
 
     def spec(self) -> SamplerSpec:
         return SamplerSpec(self.db.path, self.db.version, self.mix.to_dict(), self.seed, self.batch_size, self.rank,
-                           self.world_size)
+                           self.world_size, rows=self.rows)
 
 
 class BatchStream(torch.utils.data.IterableDataset):
@@ -303,7 +313,7 @@ class BatchStream(torch.utils.data.IterableDataset):
     def __iter__(self):
         s = self.spec
         sampler = MaskingSampler(s.db_path, s.mixture, s.seed, s.batch_size, s.rank, s.world_size,
-                                 db_version=s.db_version)
+                                 db_version=s.db_version, rows=s.rows)
         info = torch.utils.data.get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         b = self.start + wid
