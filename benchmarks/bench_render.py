@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def cpu_now() -> float:
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     cfg = RenderConfig(seconds=args.seconds, width=args.size, height=args.size, nthreads=1)
     plan_sequence(cfg, args.seed, 1)  # warm up (lazy imports)
     c_plan, w_plan = measure(lambda: plan_sequence(cfg, args.seed, 0))
-    scene, walk, gaze, T, K = plan_sequence(cfg, args.seed, 0)
+    scene, _walk, _gaze, T, K = plan_sequence(cfg, args.seed, 0)
     n = len(T)
     c_bake, w_bake = measure(lambda: Renderer(scene, args.size, args.size, K, nthreads=1))
     r = Renderer(scene, args.size, args.size, K, nthreads=1)
@@ -87,8 +87,7 @@ def main(argv=None) -> int:
             for i in range(n):
                 r.render(T[i])
 
-        def write_all():
-            out = tmp / f"run{rep}"
+        def write_all(out=tmp / f"run{rep}"):
             write_sequence(out, cfg, args.seed, 0)
 
         for name, fn in (("cast", cast_all), ("render", render_all), ("write", write_all)):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from egom2p import geometry as geo
-from egom2p.render import (NoFreeSpaceError, Renderer, SceneError, load_mesh_scene, procedural_room, render_sequence)
+from egom2p.render import NoFreeSpaceError, Renderer, SceneError, load_mesh_scene, procedural_room, render_sequence
 from egom2p.render.gaze import BLINK, FIXATION, SACCADE, rotation_ypr
 from egom2p.render.scene import MeshBuilder
 from egom2p.render.shading import default_intrinsics
@@ -253,5 +253,5 @@ def test_textured_obj_scene(tmp_path):
     got = scene.corner_color.mean((1, 2))
     assert np.corrcoef(got, room.tri_color.mean(1))[0, 1] > 0.95
     r = Renderer(scene, 32, 32, ao_rays=0)
-    rgb, depth = r.render(np.eye(4) @ geo.make_se3(np.eye(3), [2.0, 1.6, 2.0]))
+    rgb, _ = r.render(np.eye(4) @ geo.make_se3(np.eye(3), [2.0, 1.6, 2.0]))
     assert rgb.std() > 5

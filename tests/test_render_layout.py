@@ -47,7 +47,7 @@ def test_layout_files_and_manifest(rendered):
 
 
 def test_same_render_again_is_a_noop(rendered):
-    out, dirs = rendered
+    out, _ = rendered
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "render.json"}
     render_dataset(out, sequences=2, seconds=1.0, seed=4, size=48, progress=False)
     after = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "render.json"}

@@ -75,7 +75,7 @@ class Scene:
 
     @property
     def num_triangles(self) -> int:
-        return int(len(self.triangles))
+        return len(self.triangles)
 
     @property
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -792,7 +792,7 @@ def load_mesh_scene(path: str | os.PathLike, up: str = "auto", seed: int = 0, ma
     centre = 0.5 * (lo + hi)
     lights = [[centre[0], ceiling - 0.2, centre[2], 3.0 * max(1.0, np.sqrt(extent[0] * extent[2] / 25))]]
     desc = {"kind": "mesh", "path": str(p.resolve()), "sha256": file_sha256(p), "up": up_used,
-            "triangles": int(len(t)), "size_m": np.round(extent, 3).tolist(), "floor_y": round(floor_y, 4),
+            "triangles": len(t), "size_m": np.round(extent, 3).tolist(), "floor_y": round(floor_y, 4),
             "has_vertex_colors": bool(mesh.has_vertex_colors()), "textured": corner is not None}
     return Scene(vertices=v.astype(np.float32), triangles=t.astype(np.int32), tri_color=col.astype(np.float32),
                  tri_object=tri_object, tri_material=np.zeros(len(t), np.int32),

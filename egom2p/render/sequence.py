@@ -37,7 +37,7 @@ class RenderConfig:
 
     @property
     def num_frames(self) -> int:
-        return int(round(self.seconds * self.fps))
+        return round(self.seconds * self.fps)
 
 
 @dataclass
@@ -61,7 +61,7 @@ class RenderedSequence:
 
     @property
     def num_frames(self) -> int:
-        return int(len(self.frames))
+        return len(self.frames)
 
     @property
     def c2w_opencv(self) -> np.ndarray:
@@ -158,5 +158,13 @@ def render_sequence(seed: int = 0, seconds: float = 4.0, size: int | tuple[int, 
                             fps=config.fps)
 
 
-__all__ = ["FPS", "RenderConfig", "RenderedSequence", "render_sequence", "plan_sequence", "sequence_name",
-           "STATE_NAMES", "Gaze"]
+__all__ = [
+    "FPS",
+    "STATE_NAMES",
+    "Gaze",
+    "RenderConfig",
+    "RenderedSequence",
+    "plan_sequence",
+    "render_sequence",
+    "sequence_name",
+]

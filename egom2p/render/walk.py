@@ -170,7 +170,7 @@ def plan_path(fs: FreeSpace, length: float, rng: np.random.Generator) -> np.ndar
     """A smooth collision-free polyline (x, z) [P, 2] of at least ``length`` metres (when possible)."""
     from scipy.sparse.csgraph import dijkstra
 
-    g, cells, idx = _grid_graph(fs)
+    g, cells, _ = _grid_graph(fs)
     # start somewhere roomy
     roomy = fs.clearance[cells[:, 0], cells[:, 1]]
     start = rng.choice(len(cells), p=roomy / roomy.sum())
