@@ -141,3 +141,21 @@ def test_incomplete_and_corrupt_sequences(tree, tmp_path):
     (d1 / "manifest.json").write_text(json.dumps({**man, "format": "other"}))
     with pytest.raises(SourceError, match="manifest.json"):
         A.discover(raw)
+
+
+def test_non_square_render_crops_consistently(tmp_path):
+    """A 80x48 render: the standard clip's centre crop keeps intrinsics, depth and gaze consistent."""
+    (d,) = render_dataset(tmp_path / "raw", sequences=1, seconds=2.0, seed=6, size=(80, 48), progress=False)
+    A = get_adapter("egogen")
+    seq = A.load(A.discover(tmp_path / "raw")[0])
+    assert (seq.width, seq.height) == (80, 48)
+    idx = np.arange(60)
+    clip = standardize(seq, 0, depth=DepthAnnotation(seq.read_depth(idx), "metric", "render"), size=48)
+    clip.validate()
+    # the crop keeps the central 48x48 block: same depth there (size unchanged, no resampling)
+    lo, hi = clip.depth_range
+    depth = 1.0 / (lo + clip.depth.astype(np.float64) * (hi - lo))
+    src = seq.read_depth(idx)[:, :, 16:64].astype(np.float64)
+    ok = np.isfinite(depth) & (src > 0)
+    np.testing.assert_allclose(depth[ok], src[ok], rtol=1e-4)
+    np.testing.assert_allclose(clip.intrinsics, seq.intrinsics - [0, 0, 16, 0])
