@@ -24,7 +24,7 @@ Conditioning tokens are never modified and are returned untouched; outputs are i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import torch
 

@@ -39,7 +39,8 @@ def test_base_config_is_about_400m_parameters():
 
 def test_sincos_positions():
     p1 = sincos_1d(30, 48)
-    assert p1.shape == (30, 48) and torch.allclose(p1[0, :24], torch.zeros(24)) and torch.allclose(p1[0, 24:], torch.ones(24))
+    assert p1.shape == (30, 48)
+    assert torch.allclose(p1[0, :24], torch.zeros(24)) and torch.allclose(p1[0, 24:], torch.ones(24))
     p3 = sincos_3d(5, 8, 8, 48)  # 16 channels per axis
     assert p3.shape == (320, 48)
     g = p3.view(5, 8, 8, 48)
