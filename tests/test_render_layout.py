@@ -119,3 +119,13 @@ def test_cli_render_with_preview(tmp_path, capsys):
     rc = main(["render", "egogen", "--out", str(out), "--sequences", "1", "--seconds", "1", "--seed", "9",
                "--size", "64"])
     assert rc == 1 and "different render" in capsys.readouterr().err
+
+
+def test_parallel_jobs_give_the_same_render(rendered, tmp_path):
+    _, dirs = rendered
+    par = render_dataset(tmp_path / "par", sequences=2, seconds=1.0, seed=4, size=48, progress=False, jobs=2)
+    for a, b in zip(dirs, par):
+        assert a.name == b.name
+        for f in ("depth.npy", "c2w_opengl.npy", "gaze_point_world.npy", "gaze_valid.npy"):
+            np.testing.assert_array_equal(np.load(a / f), np.load(b / f))
+    assert json.loads((tmp_path / "par" / "render.json").read_text())["sequences"] == ["s4_0000", "s4_0001"]

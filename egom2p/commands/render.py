@@ -26,6 +26,7 @@ def register(sub) -> None:
                    help="up axis of --scene (default: guessed from the mesh)")
     p.add_argument("--rgb-format", default="mp4", choices=["mp4", "png"], help="RGB as H.264 mp4 (default) or PNG frames")
     p.add_argument("--preview", action="store_true", help="also write preview.png contact sheets per sequence")
+    p.add_argument("--jobs", type=int, default=1, help="sequences rendered in parallel worker processes (default 1)")
     p.add_argument("--threads", type=int, default=1, help="ray-casting threads per sequence (default 1; 0 = all cores)")
     p.set_defaults(func=run)
 
@@ -50,7 +51,7 @@ def run(args) -> int:
     t0 = time.perf_counter()
     try:
         dirs = render_dataset(args.out, args.sequences, seed=args.seed, preview=args.preview,
-                              rgb_format=args.rgb_format, config=config)
+                              rgb_format=args.rgb_format, config=config, jobs=max(1, args.jobs))
     except (SceneError, RenderLayoutError, ValueError) as e:
         print(f"egom2p render: {e}", file=sys.stderr)
         return 1

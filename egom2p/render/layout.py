@@ -248,10 +248,12 @@ def is_complete(seq_dir: Path, record: dict | None = None) -> bool:
 
 def render_dataset(out_dir, sequences: int, seconds: float = 4.0, seed: int = 0, size: int | tuple[int, int] = 256,
                    scene: str | None = None, scene_up: str = "auto", preview: bool = False, rgb_format: str = "mp4",
-                   config: RenderConfig | None = None, progress: bool = True) -> list[Path]:
+                   config: RenderConfig | None = None, progress: bool = True, jobs: int = 1) -> list[Path]:
     """Render ``sequences`` sequences into ``out_dir`` (see module docstring); returns their folders.
 
     Idempotent: complete sequences of the same render are kept (skipped), missing ones rendered.
+    ``jobs`` > 1 renders sequences in that many worker processes (one core each); the result is
+    identical to ``jobs=1`` because every sequence depends only on ``(seed, index)``.
     """
     if sequences < 1:
         raise ValueError(f"sequences must be >= 1, got {sequences}")
@@ -272,28 +274,65 @@ def render_dataset(out_dir, sequences: int, seconds: float = 4.0, seed: int = 0,
     names = [sequence_name(seed, i) for i in range(sequences)]
     existing = json.loads(meta.read_text()).get("sequences", []) if meta.exists() else []
     _write_json(meta, {**record, "sequences": sorted(set(existing))})
-    done = []
-    it = range(sequences)
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, desc=f"render egogen -> {out}", unit="seq")
-    for i in it:
+    todo = []
+    for i in range(sequences):
         final = out / names[i]
         if is_complete(final, record):
             log.info("%s is complete, skipping", final)
         elif final.exists() and (final / "manifest.json").exists():
             raise RenderLayoutError(final, "holds a sequence rendered with other settings; not overwriting")
         else:
-            write_sequence(out, config, seed, i, scene_obj, rgb_format, record)
-            existing = sorted(set(existing) | {names[i]})
-            _write_json(meta, {**record, "sequences": existing})
-        if preview and not (final / "preview.png").exists():
-            from .preview import write_preview
+            todo.append(i)
+    bar = None
+    if progress:
+        from tqdm import tqdm
 
-            write_preview(final)
-        done.append(final)
+        bar = tqdm(total=sequences, initial=sequences - len(todo), desc=f"render egogen -> {out}", unit="seq")
+
+    def finished(i: int) -> None:
+        nonlocal existing
+        existing = sorted(set(existing) | {names[i]})
+        _write_json(meta, {**record, "sequences": existing})
+        if bar is not None:
+            bar.update(1)
+
+    if jobs > 1 and len(todo) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(_render_worker, out, config, seed, i, rgb_format, record): i for i in todo}
+            for fut in as_completed(futures):
+                fut.result()  # re-raises a worker's error (its partial folder is already removed)
+                finished(futures[fut])
+    else:
+        for i in todo:
+            write_sequence(out, config, seed, i, scene_obj, rgb_format, record)
+            finished(i)
+    if bar is not None:
+        bar.close()
+    done = [out / n for n in names]
+    if preview:
+        from .preview import write_preview
+
+        for final in done:
+            if not (final / "preview.png").exists():
+                write_preview(final)
     return done
+
+
+_WORKER_SCENES: dict = {}
+
+
+def _render_worker(out: Path, config: RenderConfig, seed: int, index: int, rgb_format: str, record: dict) -> Path:
+    """One sequence in a worker process (the user mesh is loaded once per process)."""
+    scene = None
+    if config.scene:
+        key = (config.scene, config.scene_up, seed)
+        if key not in _WORKER_SCENES:
+            _WORKER_SCENES[key] = load_mesh_scene(config.scene, up=config.scene_up, seed=seed)
+        scene = _WORKER_SCENES[key]
+    return write_sequence(out, config, seed, index, scene, rgb_format, record)
 
 
 # --- reading ---------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ ray-cast ambient occlusion, plus point lights with Lambert's cosine, distance fa
 shadows. A frame then costs one ray cast plus a gather: each hit interpolates its triangle's three
 baked corner colours with the hit's barycentric coordinates (Gouraud), multiplies a world-space
 material pattern (its phase is linear in position, so it is interpolated exactly the same way),
-and maps to sRGB through a lookup table. Misses (outside the mesh) are black with depth 0.
+and maps to sRGB through a lookup table. A mild lens vignetting darkens the corners. Misses (outside the mesh) are black with depth 0.
 """
 
 from __future__ import annotations
@@ -141,7 +141,8 @@ class Renderer:
     """
 
     def __init__(self, scene: Scene, width: int, height: int, intrinsics=None, nthreads: int = 1,
-                 ambient: float = 0.35, exposure: float = 1.0, ao_rays: int = 12, shadows: bool = True):
+                 ambient: float = 0.35, exposure: float = 1.0, ao_rays: int = 12, shadows: bool = True,
+                 vignette: float = 0.25):
         import open3d as o3d
 
         self._o3d = o3d
@@ -162,6 +163,12 @@ class Renderer:
         self.amp = amp
         self.has_pattern = bool(np.any(amp > 0))
         self.background = np.uint32(scene.num_triangles)
+        # lens vignetting (cos^4 falloff, scaled so the corners lose ``vignette`` of their light), folded
+        # into the 12-bit quantisation scale: one multiply per pixel
+        d = self.dirs_cam
+        cos4 = 1.0 / (d[:, 0] ** 2 + d[:, 1] ** 2 + 1.0) ** 2
+        fall = 1.0 - vignette * (1.0 - cos4) / max(1.0 - cos4.min(), 1e-9)
+        self.scale = (4095.0 * fall).astype(np.float32)  # [P]
 
     def cast(self, c2w_opengl: np.ndarray) -> dict:
         """Cast the primary rays of one pose -> open3d's result as numpy arrays (flat, [H*W, ...])."""
@@ -195,10 +202,10 @@ class Renderer:
             f = np.sin(c[3])
             f *= np.take(self.amp, prim)
             f += 1.0
-            f *= 4095.0
+            f *= self.scale
             q = (c[:3] * f).astype(np.int32)
         else:
-            q = (c[:3] * 4095.0).astype(np.int32)
+            q = (c[:3] * self.scale).astype(np.int32)
         np.clip(q, 0, 4095, out=q)
         out = np.take(_GAMMA_LUT, q.T)  # [P, 3] sRGB transfer curve
         return out.reshape(self.height, self.width, 3), depth.reshape(self.height, self.width)
