@@ -190,6 +190,7 @@ def test_tokenizer_train_cli_video(tmp_path, capsys):
     assert "codebook_usage=" in out and "perplexity=" in out
     toks = load_tokenizers(tmp_path / "tok")
     assert set(toks) == {"rgb", "depth"} and isinstance(toks["rgb"], VideoTokenizer)
+    assert toks["rgb"].identity["sha256"] == toks["depth"].identity["sha256"]  # one network, same bytes
     assert (tmp_path / "tok" / "rgb" / "eval.png").exists()
     with pytest.raises(SystemExit):
         main(["tokenizer", "train", "gaze", "--clips", str(path), "--out", str(tmp_path), "nosuch=1"])

@@ -64,8 +64,6 @@ def main(argv=None) -> int:
             x = (0.5 + 0.2 * rng.standard_normal((seq_batch, 60, 2))).astype(np.float32).clip(0, 1)
             norm = None
         else:
-            from egom2p.geometry import make_se3
-
             x = np.tile(np.eye(4, dtype=np.float32), (seq_batch, 60, 1, 1))
             x[:, :, 2, 3] = np.linspace(0, 2, 60)
             norm = {"mean": [0.0] * 9, "std": [1.0] * 9}

@@ -269,7 +269,7 @@ def save_tokenizer(directory, model: torch.nn.Module, *, kind: str, modality: st
     if norm is not None:
         state[_NORM_MEAN] = torch.tensor(norm["mean"], dtype=torch.float32)
         state[_NORM_STD] = torch.tensor(norm["std"], dtype=torch.float32)
-    save_file(state, str(d / WEIGHTS_FILE), metadata={"kind": kind, "registry": registry.config})
+    save_file(state, str(d / WEIGHTS_FILE))  # no header metadata: its key order is not stable, the sha256 must be
     sha = file_sha256(d / WEIGHTS_FILE)
     cfg = {"kind": kind, "modality": modality, "registry": registry.config, "registry_snapshot": registry.snapshot(),
            "model": model_config, "norm": norm, "sha256": sha, **(extra or {})}

@@ -14,7 +14,7 @@ registry's 5 x (S/8) x (S/8) token grid.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn

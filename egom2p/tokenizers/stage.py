@@ -186,7 +186,8 @@ class TokenizeRun:
         n_actors = cfg.actors or (max(1, int(ray.cluster_resources().get("GPU", 1))) if gpu else
                                   max(1, min(int(ray.cluster_resources().get("CPU", 1)), -(-len(todo) // cfg.batch_size))))
         ds = ds.map_batches(TokenizeActor, fn_constructor_kwargs=kwargs, batch_size=cfg.batch_size,
-                            batch_format="pyarrow", concurrency=n_actors, num_gpus=1 if gpu else 0,
+                            batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=n_actors),
+                            num_gpus=1 if gpu else 0,
                             num_cpus=0 if gpu else 1)
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             yield batch
