@@ -145,7 +145,7 @@ def test_incomplete_and_corrupt_sequences(tree, tmp_path):
 
 def test_non_square_render_crops_consistently(tmp_path):
     """A 80x48 render: the standard clip's centre crop keeps intrinsics, depth and gaze consistent."""
-    (d,) = render_dataset(tmp_path / "raw", sequences=1, seconds=2.0, seed=6, size=(80, 48), progress=False)
+    render_dataset(tmp_path / "raw", sequences=1, seconds=2.0, seed=6, size=(80, 48), progress=False)
     A = get_adapter("egogen")
     seq = A.load(A.discover(tmp_path / "raw")[0])
     assert (seq.width, seq.height) == (80, 48)

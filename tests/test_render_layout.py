@@ -129,3 +129,23 @@ def test_parallel_jobs_give_the_same_render(rendered, tmp_path):
         for f in ("depth.npy", "c2w_opengl.npy", "gaze_point_world.npy", "gaze_valid.npy"):
             np.testing.assert_array_equal(np.load(a / f), np.load(b / f))
     assert json.loads((tmp_path / "par" / "render.json").read_text())["sequences"] == ["s4_0000", "s4_0001"]
+
+
+def test_scene_without_free_space_writes_nothing(tmp_path, capsys):
+    import open3d as o3d
+
+    from egom2p.render.scene import MeshBuilder
+
+    mb = MeshBuilder(np.random.default_rng(0))
+    o = mb.begin_object("room", "wall", target=False)
+    mb.box([0, 0, 0], [3, 2.5, 3], [0.6, 0.6, 0.6], o, cell=0.5)
+    b = mb.begin_object("block", "cabinet")
+    mb.box([0.05, 0, 0.05], [2.95, 1.2, 2.95], [0.5, 0.3, 0.2], b, cell=0.5)
+    mesh = tmp_path / "full.ply"
+    o3d.io.write_triangle_mesh(str(mesh), mb.build(0.0, np.zeros((0, 4)), {}).to_open3d())
+    rc = main(["render", "egogen", "--out", str(tmp_path / "out"), "--sequences", "1", "--seconds", "1",
+               "--scene", str(mesh), "--scene-up", "y"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "full.ply" in err and "free floor" in err
+    assert not (tmp_path / "out").exists()

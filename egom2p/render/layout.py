@@ -266,7 +266,12 @@ def render_dataset(out_dir, sequences: int, seconds: float = 4.0, seed: int = 0,
     if config.num_frames < 2:
         raise ValueError(f"seconds must give at least 2 frames at {config.fps} FPS, got {config.seconds}")
     out = Path(out_dir)
-    scene_obj = load_mesh_scene(config.scene, up=config.scene_up, seed=seed) if config.scene else None
+    scene_obj = None
+    if config.scene:
+        from .walk import free_space
+
+        scene_obj = load_mesh_scene(config.scene, up=config.scene_up, seed=seed)
+        free_space(scene_obj, config.walk)  # fail before anything is written when there is nowhere to walk
     record = render_record(config, seed, rgb_format, scene_obj)
     check_output_dir(out, record)
     out.mkdir(parents=True, exist_ok=True)
