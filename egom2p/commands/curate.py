@@ -32,6 +32,8 @@ def register(sub) -> None:
     p.add_argument("--depth-option", action="append", default=[], metavar="KEY=VALUE",
                    help="extra annotator option (value parsed as JSON when it can be), repeatable")
     p.add_argument("--size", type=int, default=256, help="side of the square standard image (default 256)")
+    p.add_argument("--write-batch", type=int, default=8,
+                   help="clips per Lance commit (default 8; a killed run loses at most the batch in flight)")
     p.add_argument("--annotate-actors", type=int, default=0, help="run annotation on N Ray actors (model annotators)")
     p.add_argument("--annotate-gpus", type=float, default=0.0, help="GPUs per annotation actor")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all; ignored with RAY_ADDRESS)")
@@ -64,6 +66,8 @@ def load_flow():
 
 def run(args) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # the temporary API server needs longer than Prefect's 20 s default on a busy machine
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     options = dict(_option(o) for o in args.depth_option)
@@ -75,7 +79,7 @@ def run(args) -> int:
     try:
         summary = curate(dataset=args.dataset, raw=args.raw, out=args.out, limit=args.limit, stride=args.stride,
                          depth=args.depth, depth_options=options, size=args.size,
-                         annotate_actors=args.annotate_actors, annotate_gpus=args.annotate_gpus,
+                         write_batch=args.write_batch, annotate_actors=args.annotate_actors, annotate_gpus=args.annotate_gpus,
                          num_cpus=args.num_cpus)
     except CurateError as e:
         print(f"egom2p curate: {e}", file=sys.stderr)

@@ -50,7 +50,14 @@ def ensure_ray(num_cpus: int | None = None) -> bool:
             kwargs["num_cpus"] = num_cpus
         if os.environ.get("EGOM2P_RAY_TMPDIR"):
             kwargs["_temp_dir"] = os.environ["EGOM2P_RAY_TMPDIR"]
-        ray.init(**kwargs)
+        for attempt in range(3):
+            try:
+                ray.init(**kwargs)
+                break
+            except Exception as e:  # Ray gives a new node 30 s to register; a loaded machine can miss that
+                if "timed out during startup" not in str(e) or attempt == 2:
+                    raise
+                ray.shutdown()
     return True
 
 
