@@ -159,3 +159,10 @@ def test_non_square_render_crops_consistently(tmp_path):
     ok = np.isfinite(depth) & (src > 0)
     np.testing.assert_allclose(depth[ok], src[ok], rtol=1e-4)
     np.testing.assert_allclose(clip.intrinsics, seq.intrinsics - [0, 0, 16, 0])
+
+
+def test_every_fourth_sequence_is_held_out():
+    from egom2p.adapters.egogen import split_of
+
+    assert [split_of(i) for i in range(8)] == ["train"] * 3 + ["val"] + ["train"] * 3 + ["val"]
+    assert split_of(None) == "train"

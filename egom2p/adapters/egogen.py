@@ -36,6 +36,17 @@ def project_gaze(c2w_cv: np.ndarray, intrinsics, width: int, height: int, points
     return project_fixations(c2w_cv, intrinsics, width, height, points, valid, depth_at, tolerance)
 
 
+VAL_EVERY = 4
+
+
+def split_of(index) -> str:
+    """Deterministic held-out split of the synthetic data: sequence index 3, 7, 11, ... is "val", the rest "train".
+
+    EgoGen has no official split; a held-out part lets the demo evaluate on unseen walks and rooms.
+    """
+    return "val" if index is not None and int(index) % VAL_EVERY == VAL_EVERY - 1 else "train"
+
+
 class EgoGenAdapter(Adapter):
     name = "egogen"
     version = "1"
@@ -43,6 +54,7 @@ class EgoGenAdapter(Adapter):
     default_depth = "render"
 
     def discover(self, raw_root) -> list[SequenceRef]:
+        """Complete sequences under ``raw_root``; every 4th sequence of a render is held out (see split_of)."""
         root = Path(raw_root)
         if not root.is_dir():
             raise SourceError(root, "EgoGen render folder not found (make one with: egom2p render egogen --out DIR)")
@@ -67,7 +79,7 @@ class EgoGenAdapter(Adapter):
             except RenderLayoutError as e:
                 raise SourceError(e.path, e.problem) from e
             rel = d.relative_to(root).as_posix() if d != root else man.get("name", d.name)
-            refs.append(SequenceRef(dataset=self.name, sequence=rel, path=str(d), split="train",
+            refs.append(SequenceRef(dataset=self.name, sequence=rel, path=str(d), split=split_of(man.get("index")),
                                     meta={"num_frames": int(man["num_frames"]), "seed": man.get("seed"),
                                           "index": man.get("index")}))
         return refs
