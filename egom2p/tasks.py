@@ -328,7 +328,7 @@ class TaskRunner:
         if not os.path.isdir(tokenizers_dir):
             raise TaskInputError(f"{tokenizers_dir}: tokenizers directory not found")
         model, registry, _info = load_model(ckpt, device=device)
-        toks = load_tokenizers(tokenizers_dir)
+        toks = load_tokenizers(tokenizers_dir, device=device)
         check_registries(registry, toks, ckpt, tokenizers_dir)
         return cls(model=model, registry=registry, tokenizers=toks, device=device, **kw)
 

@@ -162,3 +162,21 @@ def test_outputs_in_common_formats(tmp_path, video_25fps):
     res = T.TaskResult("rgb", rgb, token_frame_indices(), token_frame_indices() / 30, [0], T.Timing())
     paths = T.write_outputs(res, tmp_path / "rgb")
     assert vprobe(paths["video"]).num_frames == 16
+
+
+def test_gpu_inference_check_runs_in_smoke_mode():
+    """benchmarks/gpu/check_inference.py --smoke: the real task path with tiny sizes on CPU, JSON lines out."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "gpu" / "check_inference.py"), "--smoke",
+                           "--tasks", "camera", "depth"], capture_output=True, text=True, timeout=300, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
+    got = {x["metric"]: x for x in lines}
+    assert all(set(x) == {"check", "metric", "value", "unit"} and x["check"] == "inference" for x in lines)
+    assert got["camera_s_per_seq"]["value"] > 0 and got["depth_s_per_seq"]["value"] > 0
+    assert got["camera_paper_s_per_seq"]["value"] == 0.18 and got["depth_paper_s_per_seq"]["value"] == 0.8

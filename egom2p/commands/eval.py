@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import metrics as M
 from ..clip import Clip
+from ..geometry import relative_to_first
 from ..tasks import TASKS, TaskInputError, TaskRunner, Timing, get_task
 from ..video import center_crop_resize, token_frame_indices
 
@@ -198,8 +199,6 @@ def evaluate(runner: TaskRunner, task: str, clips: list[Clip], *, alignment: str
         t_static = t_cv = 0.0
         for c, pred in zip(clips, out):
             gt = c.cam.astype(np.float64)
-            from ..geometry import relative_to_first
-
             per[MODEL_ROW].append(_safe_camera_errors(relative_to_first(pred), gt, alignment).as_dict())
             t0 = time.perf_counter()
             per["static pose"].append(M.camera_errors_static(gt, alignment).as_dict())
@@ -260,7 +259,7 @@ def evaluate(runner: TaskRunner, task: str, clips: list[Clip], *, alignment: str
         times["tokenizer round trip (upper bound)"] = (time.perf_counter() - t0) / n
         lp = det = None
         try:
-            from ..perceptual import load_i3d, load_lpips
+            from ..perceptual import load_lpips
 
             lp = load_lpips(weights_dir, "alex")
         except FileNotFoundError as e:
@@ -352,10 +351,13 @@ def register(sub) -> None:
 
 
 def run_eval(args) -> int:
+    from ..checkpoint import CheckpointError
+    from ..tokenizers import TokenizerError
+
     try:
         runner = TaskRunner.load(args.ckpt, args.tokenizers, device=args.device, seed=args.seed)
         clips, split = select_clips(args.clips, args.task, args.split, args.limit)
-    except (TaskInputError, FileNotFoundError, ValueError, RuntimeError) as e:
+    except (TaskInputError, FileNotFoundError, ValueError, CheckpointError, TokenizerError) as e:
         print(f"egom2p eval: error: {e}")
         return 2
     print(f"egom2p eval {args.task}: {len(clips)} clips (split {split}) from {', '.join(args.clips)}; "

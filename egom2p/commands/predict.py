@@ -38,11 +38,14 @@ def register(sub) -> None:
 
 
 def run_predict(args) -> int:
+    from ..checkpoint import CheckpointError
+    from ..tokenizers import TokenizerError
+
     try:
         runner = TaskRunner.load(args.ckpt, args.tokenizers, device=args.device, seed=args.seed)
         result = run_task(runner, args.task, video=args.video, depth=args.depth, depth_fps=args.depth_fps,
                           depth_kind=args.depth_kind, stride=args.stride, batch_size=args.batch_size)
-    except (TaskInputError, FileNotFoundError, ValueError) as e:
+    except (TaskInputError, FileNotFoundError, ValueError, CheckpointError, TokenizerError) as e:
         print(f"egom2p predict: error: {e}")
         return 2
     paths = write_outputs(result, args.out)
