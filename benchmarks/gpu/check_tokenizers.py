@@ -22,7 +22,7 @@ def emit(check: str, metric: str, value: float, unit: str, **extra) -> None:
           flush=True)
 
 
-def timed(fn, sync, min_seconds: float, min_iters: int = 3) -> float:
+def timed(fn, sync, min_seconds: float, min_iters: int = 2) -> float:
     """Seconds per call (after one warm-up call)."""
     fn()
     sync()
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
         loss.backward()
         opt.step()
 
-    s = timed(vstep, sync, secs, min_iters=2)
+    s = timed(vstep, sync, secs, min_iters=1 if smoke else 2)
     emit(f"tokenizer_video_fsq_{size}", "train_steps_per_s", 1 / s, "steps/s", batch=len(xb), device=name)
     if dev.type == "cuda":
         emit(f"tokenizer_video_fsq_{size}", "peak_memory", torch.cuda.max_memory_allocated() / 2**30, "GiB")
