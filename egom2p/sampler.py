@@ -15,6 +15,12 @@ workers) a generator seeded with ``(seed, i)`` decides, in this order:
 4. per modality a random permutation of its token positions: the first ``n_in`` are inputs, the next
    ``n_tgt`` targets, so inputs and targets are disjoint.
 
+Batches have fixed shapes (``input_budget`` / ``target_budget`` slots, padding marked invalid): a
+clip whose present modalities hold fewer tokens than the budgets fills what it has. A budget larger
+than all tokens of the mixture's modalities is refused before training starts, as are unknown
+modalities and requested datasets with no rows. With ``empty_input_prob`` a share of the samples gets
+no inputs at all, which trains the unconditional pass of classifier-free guidance (egom2p.generate).
+
 Rows are read with batched Lance takes (one per batch). The sampler has no hidden state besides
 the next batch number, so its state in a checkpoint is ``{"seed", "next_batch"}`` and resuming gives
 exactly the batches an uninterrupted run would have seen. ``make_loader`` wraps it in a DataLoader
