@@ -203,6 +203,10 @@ def test_curate_holoassist_with_rollingdepth_through_the_cli(checkpoint, tmp_pat
            "--depth-option", "processing_resolution=8", "--depth-option", "dilations=[1,10]",
            "--depth-option", "dtype=fp32", "--depth-option", "batch_size=32", "--depth-option", "progress=false"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    if proc.returncode != 0 and "All connection attempts failed" in proc.stderr:
+        # Prefect's temporary API server can drop out on an overloaded machine; a re-run resumes
+        # (finished clips are skipped), which is itself the flow's documented behaviour
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
     clips = list(read_clips(out / "holoassist.lance"))
     assert {c.clip_id for c in clips} >= {"holoassist/R001-session/000000", "holoassist/R001-session/000060",
@@ -213,10 +217,13 @@ def test_curate_holoassist_with_rollingdepth_through_the_cli(checkpoint, tmp_pat
         vals = c.depth[np.isfinite(c.depth)]
         assert vals.size > 0.9 * c.depth.size and vals.min() >= 0.0 and vals.max() <= 1.0
     summary = json.loads((out / "holoassist.summary.json").read_text())
-    assert summary["clips_written"] == len(clips)
-    # a missing checkpoint stops the run at flow start, naming the directory and files
-    bad = subprocess.run(cmd[:cmd.index("--depth-checkpoint") + 1] + [str(tmp_path / "nockpt")]
-                         + cmd[cmd.index("--depth-checkpoint") + 2:] + ["--limit", "1"],
-                         capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
-    assert bad.returncode != 0
-    assert "nockpt" in bad.stderr + bad.stdout and "model_index.json" in bad.stderr + bad.stdout
+    assert summary["table_clips"] == len(clips) and summary["quarantined"] >= 1  # R003: unknown pose schema
+    # a missing checkpoint stops the run at flow start (the flow's prepare step), naming directory and files
+    from egom2p.curate import CurateConfig, CurateError, CurationRun
+
+    run = CurationRun(CurateConfig(dataset="holoassist", raw=str(raw), out=str(tmp_path / "out2"), depth="rollingdepth",
+                                   depth_options={"checkpoint": str(tmp_path / "nockpt")}), engine="serial")
+    with pytest.raises(CurateError, match="nockpt") as e:
+        run.prepare()
+    assert "model_index.json" in str(e.value) and "unet/diffusion_pytorch_model.safetensors" in str(e.value)
+    run.close()

@@ -23,8 +23,6 @@ else cpu -- slow), ``dtype`` (fp16 | bf16 | fp32; default from the preset, fp32 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -138,13 +136,6 @@ class RollingDepthAnnotator(Annotator):
             return depth
         lo, hi = float(finite.min()), float(finite.max())
         return ((depth - lo) / (hi - lo if hi > lo else 1.0)).astype(np.float32)
-
-    def with_config(self, **changes) -> "RollingDepthAnnotator":
-        """A copy with some :class:`RollingDepthConfig` fields changed (shares the loaded network)."""
-        other = RollingDepthAnnotator.__new__(RollingDepthAnnotator)
-        other.__dict__.update(self.__dict__)
-        other.config = replace(self.config, **changes)
-        return other
 
 
 def make_annotator(**options) -> Annotator:
