@@ -35,7 +35,7 @@ def main() -> int:
     runner, model = build(smoke=True, device="cpu")
     S = runner.image_size()
     clip = synthetic_clip(S)
-    reps = 5
+    reps = 3
     print(f"tiny model ({model.num_params() / 1e6:.2f} M params), tiny registry ({S}x{S} video), CPU, batch 1, "
           f"median of {reps}")
     print(f"{'task':<8}{'total s/seq':>13}{'generate':>10}{'baseline: encode':>18}{'ratio':>8}{'paper (GPU, base)':>20}")

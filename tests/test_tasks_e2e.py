@@ -20,7 +20,7 @@ from egom2p import geometry as geo
 from egom2p.clip import Clip
 from egom2p.clips import write_clips
 from egom2p.video import encode_h264
-from tests.factories import moving_pattern, walk_trajectory
+from tests.factories import moving_pattern
 
 pytestmark = pytest.mark.slow
 
