@@ -1,0 +1,193 @@
+"""The ``curate`` Prefect flow on real egogen renders: in-process under the test harness, killed and
+resumed as a real ``egom2p curate`` subprocess, and through the real deployment path (local Prefect
+server, process work pool, worker, ``run_deployment``).
+
+One Ray and one Prefect harness serve the whole session; the subprocess and the deployment's flow
+run join that Ray through ``RAY_ADDRESS`` and the harness's API (saving a Ray start per run).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from egom2p.clips import decode_depth, existing_ids, read_clips
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    import ray
+
+    started = False
+    tmp = f"/tmp/egc{os.getpid()}"
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
+        started = True
+    yield ray
+    if started:
+        ray.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def harness():
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield PREFECT_API_URL.value()
+
+
+def render(out: Path, sequences: int, seconds: int, size: int = 64) -> Path:
+    subprocess.run([str(BIN / "egom2p"), "render", "egogen", "--out", str(out), "--sequences", str(sequences),
+                    "--seconds", str(seconds), "--size", str(size), "--seed", "0"], check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def egogen_raw(tmp_path_factory) -> Path:
+    return render(tmp_path_factory.mktemp("egogen") / "raw", sequences=2, seconds=4)
+
+
+def sub_env(ray_local, api_url: str) -> dict:
+    env = dict(os.environ)
+    env.update(RAY_ADDRESS=ray_local.get_runtime_context().gcs_address, PREFECT_API_URL=api_url,
+               PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    return env
+
+
+def test_flow_curates_an_egogen_render(egogen_raw, tmp_path, harness, ray_local):
+    from flows.curate import curate
+    from prefect.client.orchestration import get_client
+
+    from egom2p.curate import CurateError
+
+    s = curate(dataset="egogen", raw=str(egogen_raw), out=str(tmp_path), size=64)
+    assert (s["sequences_seen"], s["clips_written"], s["quarantined"], s["depth"]) == (2, 4, 0, "render")
+    assert s["coverage"] == {"rgb": 4, "depth": 4, "gaze": 4, "cam": 4}
+    clips = list(read_clips(tmp_path / "egogen.lance"))
+    assert sorted(c.clip_id for c in clips) == [f"egogen/s0_000{i}/{f:06d}" for i in (0, 1) for f in (0, 60)]
+    for c in clips:
+        c.validate()
+        assert c.rgb.shape == (60, 64, 64, 3) and c.depth_source == "render" and c.depth_range is not None
+    assert (tmp_path / "egogen.summary.json").exists() and (tmp_path / "egogen.summary.png").exists()
+    with get_client(sync_client=True) as client:
+        art = client.read_latest_artifacts()
+    keys = {a.key for a in art}
+    assert {"curate-summary-egogen", "curate-progress-egogen"} <= keys
+
+    again = curate(dataset="egogen", raw=str(egogen_raw), out=str(tmp_path), size=64)
+    assert (again["clips_written"], again["clips_skipped"], again["table_clips"]) == (0, 4, 4)
+    with pytest.raises(CurateError, match="unknown dataset"):
+        curate(dataset="egogne", raw=str(egogen_raw), out=str(tmp_path))
+
+
+def test_cli_reports_a_missing_raw_root(tmp_path, harness, ray_local):
+    p = subprocess.run([str(BIN / "egom2p"), "curate", "egogen", "--raw", str(tmp_path / "nope"), "--out",
+                        str(tmp_path / "out")], env=sub_env(ray_local, harness), capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 2 and "raw root" in p.stderr and "does not exist" in p.stderr
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_exactly_the_uninterrupted_result(egogen_raw, tmp_path, harness, ray_local):
+    from flows.curate import curate
+
+    args = dict(dataset="egogen", raw=str(egogen_raw), stride=5, size=128)  # 2 x 13 = 26 clips
+    killed = tmp_path / "killed"
+    log = open(tmp_path / "killed.log", "w")
+    proc = subprocess.Popen([str(BIN / "egom2p"), "curate", "egogen", "--raw", str(egogen_raw), "--out", str(killed),
+                             "--stride", "5", "--size", "128", "--write-batch", "1"],
+                            env=sub_env(ray_local, harness), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    table = killed / "egogen.lance"
+    partial: set[str] = set()
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if table.exists():
+                partial = existing_ids(table)
+                if partial:
+                    break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # no clean-up chance: the hardest interruption
+        proc.wait(timeout=60)
+        log.close()
+    assert proc.returncode == -signal.SIGKILL, (tmp_path / "killed.log").read_text()[-3000:]
+    partial = existing_ids(table)
+    assert 0 < len(partial) < 26
+
+    resumed = curate(out=str(killed), **args)
+    assert resumed["clips_skipped"] == len(partial) and resumed["clips_written"] == 26 - len(partial)
+    reference = curate(out=str(tmp_path / "reference"), **args)
+    assert reference["clips_written"] == 26
+
+    def rows(path):
+        import lance
+
+        t = lance.dataset(str(path)).to_table(columns=["clip_id", "rgb_mp4", "depth_f16", "gaze", "cam"]).to_pylist()
+        return {r["clip_id"]: r for r in t}, len(t)
+
+    got, n_got = rows(table)
+    want, n_want = rows(tmp_path / "reference" / "egogen.lance")
+    assert n_got == len(got) == 26 and n_want == 26  # no duplicate rows
+    assert got.keys() == want.keys()
+    for cid in want:  # the same clips: nothing lost or half-written (H.264 at one thread is deterministic)
+        g, w = got[cid], want[cid]
+        assert g["rgb_mp4"] == w["rgb_mp4"], cid
+        for col in ("gaze", "cam"):  # NaN (invalid gaze) counts as equal
+            np.testing.assert_array_equal(np.array(g[col], float), np.array(w[col], float), err_msg=cid)
+        np.testing.assert_array_equal(decode_depth(g["depth_f16"], 60, 128, 128), decode_depth(w["depth_f16"], 60, 128, 128))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_deployment_path_runs_curate_egogen(egogen_raw, tmp_path, ray_local, harness):
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    home = tmp_path / "prefect"
+    port = free_port()
+    env = dict(os.environ, PREFECT_PORT=str(port), RAY_ADDRESS=ray_local.get_runtime_context().gcs_address,
+               PYTHON=sys.executable)
+    env.pop("PREFECT_API_URL", None)
+    script = ROOT / "scripts" / "prefect_local.sh"
+    try:
+        start = subprocess.run(["bash", str(script), "start", str(home)], env=env, capture_output=True, text=True,
+                               timeout=400)
+        assert start.returncode == 0, start.stdout + start.stderr
+        assert "Deployment 'curate/egogen' successfully created" in start.stdout
+        pids = [int((home / "run" / f"{n}.pid").read_text()) for n in ("server", "worker")]
+        out = tmp_path / "clips"
+        with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{port}/api"}):
+            fr = run_deployment("curate/egogen", parameters={"raw": str(egogen_raw), "out": str(out), "size": 64},
+                                timeout=400, poll_interval=0.5)
+        assert fr.state.is_completed(), (fr.state, (home / "run" / "worker.log").read_text()[-3000:])
+        assert len(existing_ids(out / "egogen.lance")) == 4
+        assert (out / "egogen.summary.json").exists()
+    finally:
+        stop = subprocess.run(["bash", str(script), "stop", str(home)], env=env, capture_output=True, text=True,
+                              timeout=120)
+    assert stop.returncode == 0, stop.stderr
+    for pid in pids:  # every process the script started is gone
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
