@@ -1,0 +1,31 @@
+"""``egom2p demo``: the whole path on the embedded default data (see :mod:`egom2p.demo`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(sub) -> None:
+    from ..demo import DemoConfig
+
+    d = DemoConfig()
+    p = sub.add_parser("demo", help="run render -> curate -> tokenizers -> tokenize -> train -> predict -> eval on synthetic data")
+    p.add_argument("--out", type=Path, default=d.out, help=f"output folder (default {d.out})")
+    p.add_argument("--sequences", type=int, default=d.sequences, help="rendered sequences")
+    p.add_argument("--seconds", type=int, default=d.seconds, help="seconds per sequence")
+    p.add_argument("--size", type=int, default=d.size, help="image side")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--tokenizer-steps", type=int, default=d.tokenizer_steps, help="gaze/cam tokenizer steps")
+    p.add_argument("--video-steps", type=int, default=d.video_steps, help="video tokenizer steps")
+    p.add_argument("--train-steps", type=int, default=d.train_steps, help="EgoM2P tiny training steps")
+    p.add_argument("--eval-limit", type=int, default=d.eval_limit, help="clips per evaluation")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(out=args.out, sequences=args.sequences, seconds=args.seconds, size=args.size, seed=args.seed,
+                        tokenizer_steps=args.tokenizer_steps, video_steps=args.video_steps,
+                        train_steps=args.train_steps, eval_limit=args.eval_limit))
+    return 0
