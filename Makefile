@@ -23,5 +23,11 @@ bench: setup
 gpu-bench: setup
 	bash benchmarks/gpu/run_all.sh
 
+prefect-up: setup
+	bash scripts/prefect_local.sh start
+
+prefect-down:
+	bash scripts/prefect_local.sh stop
+
 clean:
 	rm -rf $(DEMO_OUT) .scratch
