@@ -80,20 +80,11 @@ def tree(tmp_path_factory) -> Path:
     return write_tree(tmp_path_factory.mktemp("raw") / "synthetic")
 
 
-@pytest.fixture(scope="session")
-def ray_local():
-    import ray
-
-    started = False
-    tmp = f"/tmp/egc{os.getpid()}"
+@pytest.fixture(scope="module")
+def ray_local(ray_session):
+    """The session's Ray, with this module's helpers shipped to workers by value."""
     send_by_value(sys.modules[__name__], factories)
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
-        started = True
-    yield ray
-    if started:
-        ray.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
+    return ray_session
 
 
 def config(tree, out, **kw) -> CurateConfig:

@@ -2,14 +2,13 @@
 resumed as a real ``egom2p curate`` subprocess, and through the real deployment path (local Prefect
 server, process work pool, worker, ``run_deployment``).
 
-One Ray and one Prefect harness serve the whole session; the subprocess and the deployment's flow
-run join that Ray through ``RAY_ADDRESS`` and the harness's API (saving a Ray start per run).
+One Ray and one Prefect harness (tests/conftest.py) serve the whole session; the subprocess and the
+deployment's flow run join that Ray through ``RAY_ADDRESS`` and the harness's API (saving a Ray start per run).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,30 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-@pytest.fixture(scope="session")
-def ray_local():
-    import ray
-
-    started = False
-    tmp = f"/tmp/egc{os.getpid()}"
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
-        started = True
-    yield ray
-    if started:
-        ray.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def harness():
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield PREFECT_API_URL.value()
-
-
 def render(out: Path, sequences: int, seconds: int, size: int = 64) -> Path:
     subprocess.run([str(BIN / "egom2p"), "render", "egogen", "--out", str(out), "--sequences", str(sequences),
                     "--seconds", str(seconds), "--size", str(size), "--seed", "0"], check=True, capture_output=True)
@@ -61,14 +36,14 @@ def egogen_raw(tmp_path_factory) -> Path:
     return render(tmp_path_factory.mktemp("egogen") / "raw", sequences=2, seconds=4)
 
 
-def sub_env(ray_local, api_url: str) -> dict:
+def sub_env(ray_session, api_url: str) -> dict:
     env = dict(os.environ)
-    env.update(RAY_ADDRESS=ray_local.get_runtime_context().gcs_address, PREFECT_API_URL=api_url,
+    env.update(RAY_ADDRESS=ray_session.get_runtime_context().gcs_address, PREFECT_API_URL=api_url,
                PREFECT_SERVER_ANALYTICS_ENABLED="false")
     return env
 
 
-def test_flow_curates_an_egogen_render(egogen_raw, tmp_path, harness, ray_local):
+def test_flow_curates_an_egogen_render(egogen_raw, tmp_path, prefect_harness, ray_session):
     from flows.curate import curate
     from prefect.client.orchestration import get_client
 
@@ -94,15 +69,15 @@ def test_flow_curates_an_egogen_render(egogen_raw, tmp_path, harness, ray_local)
         curate(dataset="egogne", raw=str(egogen_raw), out=str(tmp_path))
 
 
-def test_cli_reports_a_missing_raw_root(tmp_path, harness, ray_local):
+def test_cli_reports_a_missing_raw_root(tmp_path, prefect_harness, ray_session):
     p = subprocess.run([str(BIN / "egom2p"), "curate", "egogen", "--raw", str(tmp_path / "nope"), "--out",
-                        str(tmp_path / "out")], env=sub_env(ray_local, harness), capture_output=True, text=True,
+                        str(tmp_path / "out")], env=sub_env(ray_session, prefect_harness), capture_output=True, text=True,
                        timeout=300)
     assert p.returncode == 2 and "raw root" in p.stderr and "does not exist" in p.stderr
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_exactly_the_uninterrupted_result(egogen_raw, tmp_path, harness, ray_local):
+def test_killed_run_resumes_to_exactly_the_uninterrupted_result(egogen_raw, tmp_path, prefect_harness, ray_session):
     from flows.curate import curate
 
     args = dict(dataset="egogen", raw=str(egogen_raw), stride=10, size=128)  # 2 x 7 = 14 clips
@@ -110,7 +85,7 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_result(egogen_raw, tmp_
     log = open(tmp_path / "killed.log", "w")
     proc = subprocess.Popen([str(BIN / "egom2p"), "curate", "egogen", "--raw", str(egogen_raw), "--out", str(killed),
                              "--stride", "10", "--size", "128", "--write-batch", "1"],
-                            env=sub_env(ray_local, harness), stdout=log, stderr=subprocess.STDOUT,
+                            env=sub_env(ray_session, prefect_harness), stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     table = killed / "egogen.lance"
     partial: set[str] = set()
@@ -161,13 +136,13 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
-def test_deployment_path_runs_curate_egogen(egogen_raw, tmp_path, ray_local, harness):
+def test_deployment_path_runs_curate_egogen(egogen_raw, tmp_path, ray_session, prefect_harness):
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     home = tmp_path / "prefect"
     port = free_port()
-    env = dict(os.environ, PREFECT_PORT=str(port), RAY_ADDRESS=ray_local.get_runtime_context().gcs_address,
+    env = dict(os.environ, PREFECT_PORT=str(port), RAY_ADDRESS=ray_session.get_runtime_context().gcs_address,
                PYTHON=sys.executable)
     env.pop("PREFECT_API_URL", None)
     script = ROOT / "scripts" / "prefect_local.sh"

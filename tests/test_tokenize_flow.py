@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -29,29 +28,6 @@ from flows.tokenize import tokenize  # noqa: E402
 
 torch.set_num_threads(1)
 TINY = get_registry("tiny")
-
-
-@pytest.fixture(scope="session")
-def ray_session():
-    import ray
-
-    started = False
-    tmp = f"/tmp/egt{os.getpid()}"
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
-        started = True
-    yield ray
-    if started:
-        ray.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness():
-        yield
 
 
 @pytest.fixture(scope="module")
