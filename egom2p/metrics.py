@@ -35,6 +35,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .geometry import invert_se3 as _inv
+from .geometry import rotation_angle_deg
+
 ALIGNMENTS = ("none", "se3", "sim3")
 DEPTH_ALIGN_SPACES = ("inverse", "depth")
 
@@ -84,23 +87,6 @@ def align_trajectory(est: np.ndarray, ref: np.ndarray, alignment: str = "sim3") 
     out[:, :3, :3] = np.einsum("ij,njk->nik", R, est[:, :3, :3])
     out[:, :3, 3] = s * est[:, :3, 3] @ R.T + t
     return out, {"R": R, "t": t, "s": s}
-
-
-def rotation_angle_deg(R: np.ndarray) -> np.ndarray:
-    """Angle (degrees) of rotation matrices [..., 3, 3]."""
-    tr = np.trace(R, axis1=-2, axis2=-1)
-    return np.degrees(np.arccos(np.clip((tr - 1.0) / 2.0, -1.0, 1.0)))
-
-
-def _inv(T: np.ndarray) -> np.ndarray:
-    R = T[..., :3, :3]
-    t = T[..., :3, 3]
-    out = np.zeros_like(T)
-    Rt = np.swapaxes(R, -1, -2)
-    out[..., :3, :3] = Rt
-    out[..., :3, 3] = -np.einsum("...ij,...j->...i", Rt, t)
-    out[..., 3, 3] = 1.0
-    return out
 
 
 def _check_traj(T: np.ndarray, what: str) -> np.ndarray:
