@@ -11,14 +11,14 @@ deployed: ``prefect deployment run curate/egogen -p raw=DIR -p out=DIR`` (see pr
 
 from __future__ import annotations
 
-import time
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from egom2p.curate import CurateConfig, CurationRun
+from flows import progress_artifact
 from egom2p.modalities import CLIP_FRAMES, STANDARD_IMAGE_SIZE
 
 
@@ -40,17 +40,9 @@ def split(run: CurationRun, refs):
 @task(name="annotate-standardize-write", cache_policy=NO_CACHE)
 def process(run: CurationRun, chunks) -> None:
     key = f"curate-progress-{run.config.dataset.replace('_', '-')}"
-    artifact_id = create_progress_artifact(0.0, key=key, description=f"clips of {run.config.dataset} done")
-    last = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        now = time.monotonic()
-        if done == total or now - last[0] > 2.0:
-            last[0] = now
-            update_progress_artifact(artifact_id, 100.0 * done / max(total, 1))
-
+    progress = progress_artifact(f"clips of {run.config.dataset} done", key=key)
     run.process(chunks, progress)
-    update_progress_artifact(artifact_id, 100.0)
+    progress(1, 1)
 
 
 @task(name="summarize", cache_policy=NO_CACHE)

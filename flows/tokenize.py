@@ -12,13 +12,13 @@ with ``-p clips='["data/clips/egogen.lance"]' -p tokenizers=checkpoints/tokenize
 
 from __future__ import annotations
 
-import time
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from egom2p.tokenizers.stage import TokenizeConfig, TokenizeRun
+from flows import progress_artifact
 
 
 @task(name="prepare", cache_policy=NO_CACHE)
@@ -28,17 +28,9 @@ def prepare(run: TokenizeRun) -> None:
 
 @task(name="tokenize-table", cache_policy=NO_CACHE)
 def tokenize_table(run: TokenizeRun, clips_path: str) -> dict:
-    artifact_id = create_progress_artifact(0.0, description=f"clips of {clips_path} tokenized")
-    last = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        now = time.monotonic()
-        if done == total or now - last[0] > 2.0:
-            last[0] = now
-            update_progress_artifact(artifact_id, 100.0 * done / max(total, 1))
-
+    progress = progress_artifact(f"clips of {clips_path} tokenized")
     res = run.tokenize_table(clips_path, progress)
-    update_progress_artifact(artifact_id, 100.0)
+    progress(1, 1)
     return res.__dict__
 
 
