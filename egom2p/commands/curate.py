@@ -7,11 +7,11 @@ in ``prefect.yaml`` (``prefect deployment run curate/<dataset>``).
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 import sys
 from pathlib import Path
+
+from ._flows import load_flow, local_run_env
 
 
 def register(sub) -> None:
@@ -50,30 +50,12 @@ def _option(text: str) -> tuple[str, object]:
         return k, v
 
 
-def load_flow():
-    """The ``curate`` flow object from ``flows/curate.py`` (the repository root is added to the path if needed)."""
-    try:
-        return importlib.import_module("flows.curate").curate
-    except ModuleNotFoundError as e:
-        if e.name not in ("flows", "flows.curate"):
-            raise
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "flows" / "curate.py").exists():
-        raise SystemExit("egom2p curate: flows/curate.py not found; run from a checkout of the egom2p repository")
-    sys.path.insert(0, str(root))
-    return importlib.import_module("flows.curate").curate
-
-
 def run(args) -> int:
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # the temporary API server needs longer than Prefect's 20 s default on a busy machine
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    local_run_env()
     options = dict(_option(o) for o in args.depth_option)
     if args.depth_checkpoint:
         options["checkpoint"] = args.depth_checkpoint
-    curate = load_flow()
+    curate = load_flow("curate")
     from egom2p.curate import CurateError
 
     try:

@@ -7,10 +7,9 @@ commit is a new Lance version with its lineage.
 
 from __future__ import annotations
 
-import importlib
-import os
 import sys
-from pathlib import Path
+
+from ._flows import load_flow, local_run_env
 
 
 def register(sub) -> None:
@@ -29,24 +28,9 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def load_flow():
-    try:
-        return importlib.import_module("flows.tokenize").tokenize
-    except ModuleNotFoundError as e:
-        if e.name not in ("flows", "flows.tokenize"):
-            raise
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "flows" / "tokenize.py").exists():
-        raise SystemExit("egom2p tokenize: flows/tokenize.py not found; run from a checkout of the egom2p repository")
-    sys.path.insert(0, str(root))
-    return importlib.import_module("flows.tokenize").tokenize
-
-
 def run(args) -> int:
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    flow = load_flow()
+    local_run_env()
+    flow = load_flow("tokenize")
     from ..clips import ClipsTableError
     from ..tokendb import TokenDBError
     from ..tokenizers import TokenizerError
