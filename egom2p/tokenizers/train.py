@@ -88,6 +88,16 @@ def _device(name: str, threads: int | None = None) -> torch.device:
     return dev
 
 
+def _optimizer_step(opt, model, loss, lr: float) -> None:
+    """One AdamW step at learning rate ``lr`` with gradient clipping at norm 1."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
 def _lr_at(step: int, cfg: TrainConfig, base_lr: float) -> float:
     if step < cfg.warmup:
         return base_lr * (step + 1) / cfg.warmup
@@ -343,13 +353,8 @@ def train_sequence(modality: str, clips: list, out, cfg: TrainConfig | None = No
     bar = _progress(cfg.steps, f"train {modality}")
     for step in range(cfg.steps):
         b = rng.choice(len(inp), size=min(cfg.batch_size, len(inp)), replace=len(inp) < cfg.batch_size)
-        for g in opt.param_groups:
-            g["lr"] = _lr_at(step, cfg, lr)
         loss, st = model.loss(inp_t[b], mask_t[b])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        _optimizer_step(opt, model, loss, _lr_at(step, cfg, lr))
         bar.update(1)
         if (step + 1) % cfg.log_every == 0 or step == cfg.steps - 1:
             bar.set_postfix(loss=f"{float(loss.detach()):.4g}", rec=f"{st['rec']:.4g}")
@@ -438,13 +443,8 @@ def train_video(clips: list, out, cfg: TrainConfig | None = None, log=print) -> 
         xb = x_all[torch.from_numpy(b)].float().to(dev)
         if rng.random() < 0.5:
             xb = xb.flip(-1)  # horizontal flip augmentation
-        for g in opt.param_groups:
-            g["lr"] = _lr_at(step, cfg, lr)
         loss, st = model.loss(xb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        _optimizer_step(opt, model, loss, _lr_at(step, cfg, lr))
         bar.update(1)
         if (step + 1) % cfg.log_every == 0 or step == cfg.steps - 1:
             bar.set_postfix(loss=f"{float(loss.detach()):.4g}")
