@@ -258,8 +258,8 @@ def discover(root, report: Report | None = None, datasets: Iterable[str] | None 
                 rel = tar.relative_to(ddir).as_posix()
                 group = found.setdefault(ddir.name, {}).setdefault(rel, {})
                 if m in group:
-                    raise WdsError(f"{tar}: modality {m} has two folders at {root} ({group[m].parents[1].name} and "
-                                   f"{mdir.name}); keep one")
+                    raise WdsError(f"{tar}: modality {m} has two folders at {root} "
+                                   f"({group[m].relative_to(root).parts[0]} and {mdir.name}); keep one")
                 group[m] = tar
     return {d: dict(sorted(g.items(), key=lambda kv: _shard_order(kv[0]))) for d, g in sorted(found.items())}
 

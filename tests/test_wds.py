@@ -245,3 +245,13 @@ def test_cli_export_refuses_non_base_db_and_nonempty_output(tmp_path, release, c
     assert sorted(p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.tar")) == [
         "cam/egoexo/shard-000000.tar", "rgb/egoexo/shard-000000.tar"]
     assert cli(["db", "import-wds", str(tmp_path / "nowhere"), "--out", str(tmp_path / "n.lance")]) == 2
+
+
+def test_model_modality_names_are_accepted_but_not_twice(tmp_path, release):
+    root, truth = release
+    (root / "cam").rename(root / "tok_cam")  # the model's name for the folder (modality_info.py)
+    report = wds.import_shards(root, tmp_path / "f.lance")
+    assert report.samples == {"egoexo": 3, "egogen": 6} and report.issues == []
+    write_official_shards(root, "egoexo", ["cam"], list(truth["egoexo"]), 2, seed=1)
+    with pytest.raises(wds.WdsError, match="modality cam has two folders .*tok_cam and cam|cam and tok_cam"):
+        wds.discover(root)
