@@ -498,68 +498,75 @@ def _points(depth: np.ndarray, K, c2w: np.ndarray, rgb: np.ndarray | None, strid
     return pw.astype(np.float32), col
 
 
+def _log_camera(rr, rec, seg: Segment, name: str, side: Side, K, size: int) -> None:
+    base = f"world/{name}"
+    _set_frame(rec, seg.start)
+    rec.log(f"{base}/camera", _pinhole(rr, K, size))
+    if side.cam is None:  # an image without a pose: the camera stays at the origin
+        rec.log(f"{base}/camera", rr.Transform3D(translation=[0, 0, 0]))
+        return
+    ok = np.isfinite(side.cam.values).all(axis=(1, 2))
+    rec.log(f"{base}/trajectory", rr.LineStrips3D([side.cam.values[ok, :3, 3]], colors=[COLORS[name]],
+                                                  radii=rr.Radius.ui_points(2.0)))
+    for f, T in zip(side.cam.frames[ok], side.cam.values[ok]):
+        _set_frame(rec, seg.start + f)
+        rec.log(f"{base}/camera", rr.Transform3D(translation=T[:3, 3], mat3x3=T[:3, :3]))
+
+
+def _log_gaze(rr, rec, seg: Segment, name: str, side: Side, image: str, size: int) -> None:
+    ent = f"{image}/gaze" if name == "gt" else f"{image}/gaze_pred"
+    for f, g in zip(side.gaze.frames, side.gaze.values):
+        _set_frame(rec, seg.start + f)
+        g = np.asarray(g, dtype=np.float64)
+        px = geo.normalized_to_pixels(g[None], size, size) if np.isfinite(g).all() else np.zeros((0, 2))
+        rec.log(ent, rr.Points2D(px, colors=[COLORS[name]], radii=rr.Radius.ui_points(6.0)))  # empty: no valid gaze
+
+
+def _log_depth(rr, rec, seg: Segment, name: str, side: Side, K, size: int, point_stride: int) -> None:
+    poses = [x.cam for x in (side, seg.gt) if x is not None and x.cam is not None]  # own pose, else the truth's
+    cam_at = {int(f): T for f, T in zip(poses[0].frames, poses[0].values)} if poses else {}
+    images = [x.rgb for x in (side, seg.gt) if x is not None and x.rgb is not None]
+    rgb_at = {int(f): im for f, im in zip(images[0].frames, images[0].values)} if images else {}
+    for f, d in zip(side.depth.frames, side.depth.values):
+        _set_frame(rec, seg.start + f)
+        rec.log(f"depth/{name}", rr.DepthImage(np.where(np.isfinite(d), d, 0).astype(np.float16), meter=1.0,
+                                               colormap="turbo"))
+        T = cam_at.get(int(f), np.eye(4))
+        if not np.isfinite(T).all():
+            continue
+        Kd = _scale_intrinsics(K, size, d.shape[-1]) if d.shape[-1] != size else K
+        pts, col = _points(d, Kd, T, rgb_at.get(int(f)), point_stride)
+        rec.log(f"world/{name}/points", rr.Points3D(pts, colors=col if col is not None else [COLORS[name]],
+                                                    radii=rr.Radius.ui_points(1.5)))
+
+
 def log_segment(rec, seg: Segment, point_stride: int = 4, jpeg_quality: int = 90) -> None:
     """Log one segment at its place on the timeline (see the module docstring for the entities)."""
     import rerun as rr
 
     _set_frame(rec, seg.start)
-    rec.log("info", rr.TextDocument(seg.info + "".join(f"\n\n* {n}" for s in (seg.gt, seg.pred) if s
-                                                       for n in s.notes), media_type="text/markdown"))
-    gaze_image = None  # gaze of both sides goes on the first side's image (truth beside prediction)
-    for name in SIDES:
-        side = getattr(seg, name)
-        if side is not None and side.rgb is not None:
-            gaze_image = f"world/{name}/camera/image"
-            break
+    notes = "".join(f"\n\n* {n}" for s in (seg.gt, seg.pred) if s for n in s.notes)
+    rec.log("info", rr.TextDocument(seg.info + notes, media_type="text/markdown"))
+    # gaze of both sides goes on the first image (truth beside prediction)
+    image_side = next((n for n in SIDES if getattr(seg, n) is not None and getattr(seg, n).rgb is not None), None)
     for name in SIDES:
         side = getattr(seg, name)
         if side is None or side.empty:
             continue
-        base = f"world/{name}"
-        K = side.intrinsics if side.intrinsics is not None else default_intrinsics(side.size or 256)
         size = side.size or 256
+        K = side.intrinsics if side.intrinsics is not None else default_intrinsics(size)
         if side.cam is not None or side.rgb is not None:
-            rec.log(f"{base}/camera", _pinhole(rr, K, size))
-            if side.cam is None:
-                rec.log(f"{base}/camera", rr.Transform3D(translation=[0, 0, 0]))
-        if side.cam is not None:
-            ok = np.isfinite(side.cam.values).all(axis=(1, 2))
-            rec.log(f"{base}/trajectory", rr.LineStrips3D([side.cam.values[ok, :3, 3]], colors=[COLORS[name]],
-                                                          radii=rr.Radius.ui_points(2.0)))
-            for f, T in zip(side.cam.frames, side.cam.values):
-                if np.isfinite(T).all():
-                    _set_frame(rec, seg.start + f)
-                    rec.log(f"{base}/camera", rr.Transform3D(translation=T[:3, 3], mat3x3=T[:3, :3]))
+            _log_camera(rr, rec, seg, name, side, K, size)
         if side.rgb is not None:
             for f, im in zip(side.rgb.frames, side.rgb.values):
                 _set_frame(rec, seg.start + f)
-                rec.log(f"{base}/camera/image", rr.Image(np.ascontiguousarray(im)).compress(jpeg_quality=jpeg_quality))
+                rec.log(f"world/{name}/camera/image",
+                        rr.Image(np.ascontiguousarray(im)).compress(jpeg_quality=jpeg_quality))
         if side.gaze is not None:
-            target = gaze_image or f"{base}/camera/image"
-            ent = f"{target}/gaze" if name == "gt" else f"{target}/gaze_pred"
-            img_size = (getattr(seg, target.split("/")[1]).size or size)
-            for f, g in zip(side.gaze.frames, side.gaze.values):
-                _set_frame(rec, seg.start + f)
-                ok = np.all(np.isfinite(g))
-                px = geo.normalized_to_pixels(np.asarray(g, dtype=np.float64)[None], img_size, img_size) if ok \
-                    else np.zeros((0, 2))
-                rec.log(ent, rr.Points2D(px, colors=[COLORS[name]], radii=rr.Radius.ui_points(6.0)))
+            on = image_side or name
+            _log_gaze(rr, rec, seg, name, side, f"world/{on}/camera/image", getattr(seg, on).size or size)
         if side.depth is not None:
-            poses = [x.cam for x in (side, seg.gt) if x is not None and x.cam is not None]  # own pose, else the truth's
-            cam_at = {int(f): T for f, T in zip(poses[0].frames, poses[0].values)} if poses else {}
-            images = [x.rgb for x in (side, seg.gt) if x is not None and x.rgb is not None]
-            rgb_at = {int(f): im for f, im in zip(images[0].frames, images[0].values)} if images else {}
-            for f, d in zip(side.depth.frames, side.depth.values):
-                _set_frame(rec, seg.start + f)
-                d16 = np.where(np.isfinite(d), d, 0).astype(np.float16)
-                rec.log(f"depth/{name}", rr.DepthImage(d16, meter=1.0, colormap="turbo"))
-                T = cam_at.get(int(f), np.eye(4))
-                if not np.isfinite(T).all():
-                    continue
-                Kd = _scale_intrinsics(K, size, d.shape[-1]) if d.shape[-1] != size else K
-                pts, col = _points(d, Kd, T, rgb_at.get(int(f)), point_stride)
-                rec.log(f"world/{name}/points", rr.Points3D(pts, colors=col if col is not None else [COLORS[name]],
-                                                            radii=rr.Radius.ui_points(1.5)))
+            _log_depth(rr, rec, seg, name, side, K, size, point_stride)
 
 
 def blueprint(segments: list[Segment]):
