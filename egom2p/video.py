@@ -5,11 +5,12 @@ Everything goes through libraries in this process; no ffmpeg command line, no te
 * **encode**: PyAV (``av``, whose wheels carry FFmpeg with libx264) writes H.264 (yuv420p, CRF 18
   by default, one encoder thread) into an in-memory mp4 (:func:`encode_h264`), or streams frames
   into a file while they are made (:class:`H264Writer`, used by the renderer).
-* **decode**: mp4 *bytes* (a clips-table row: the whole 2-s clip, or its 16 token frames) are
-  decoded with PyAV, which ``benchmarks/bench_video.py`` measured faster than decord on that
-  access pattern; video *files* (raw datasets: windows deep inside long recordings) keep decord's
-  random access. Where decord cannot open a video (it fails on H.264 16, 24 or 48 px wide) the
-  same call falls back to PyAV, so every size decodes.
+* **decode**: mp4 *bytes* (a clips-table row: the whole 2-s clip) are decoded with PyAV:
+  ``benchmarks/bench_video.py`` measured the same CPU time per clip as decord (within 10 %) and a
+  shorter wall time (decord decodes in a thread of its own that its caller waits for). Video
+  *files* (raw datasets: windows deep inside long recordings) keep decord's random access (PyAV
+  would decode from the start). Where decord cannot open a video (it fails on H.264 16, 24 or 48
+  px wide) the same call falls back to PyAV, so every size decodes.
 
 Video tokens are made from 16 frames at 8 FPS of a 2-second, 60-frame clip
 (:func:`token_frame_indices`). A causal video tokenizer with 4x temporal compression (Cosmos
