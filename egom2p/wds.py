@@ -136,15 +136,10 @@ class _BadSample(ValueError):
 
 
 def _read_npy_header(f, where: str, n_tokens: int):
-    fmt = np.lib.format
+    from .safeio import read_npy_header
+
     try:
-        version = fmt.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = fmt.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran, dtype = fmt.read_array_header_2_0(f)
-        else:
-            raise ValueError(f".npy format version {version} (expected 1.0 or 2.0)")
+        shape, fortran, dtype = read_npy_header(f)
     except Exception as e:
         raise _BadSample(f"not a valid .npy array ({e})") from e
     if dtype.hasobject or dtype.kind not in "iu":
