@@ -604,7 +604,7 @@ def save(segments: list[Segment], path, point_stride: int = 4) -> Path:
     rec = rr.RecordingStream("egom2p")
     rec.save(path, default_blueprint=blueprint(segments))
     record(segments, rec, point_stride)
-    rec.flush()
+    _flush(rec, str(path))
     rec.disconnect()
     return path
 
@@ -632,8 +632,19 @@ def show(segments: list[Segment], mode: str = "spawn", url: str | None = None, p
     else:
         raise ViewError(f"unknown viewer mode {mode!r} (spawn, serve, connect)")
     record(segments, rec, point_stride)
-    rec.flush()
+    _flush(rec, where or "the viewer")
     return rec, where
+
+
+FLUSH_TIMEOUT_S = 60.0
+
+
+def _flush(rec, where: str) -> None:
+    """Flush ``rec`` to its sink, failing in one line after FLUSH_TIMEOUT_S instead of waiting forever."""
+    try:
+        rec.flush(timeout_sec=FLUSH_TIMEOUT_S)
+    except Exception as e:  # rerun raises its own error type on a timeout
+        raise ViewError(f"{where}: the recording did not reach the viewer in {FLUSH_TIMEOUT_S:.0f} s ({e})") from e
 
 
 def show_in_notebook(segments: list[Segment], width: int = 1000, height: int = 600, point_stride: int = 4):

@@ -10,7 +10,8 @@ stand-in model; ``commands.eval.evaluate`` + ``write_report`` with an oracle run
 from __future__ import annotations
 
 import json
-import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -194,23 +195,36 @@ def test_view_errors_are_one_line(tmp_path, table, capsys):
     assert "no predictions file eval_camera_predictions.npz" in capsys.readouterr().err
 
 
-def _free_port() -> int:
+SERVE_SCRIPT = """
+import socket, sys
+from egom2p import view
+
+def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
+segs = view.clips_segments(sys.argv[1], limit=1)
+grpc, web = free_port(), free_port()
+rec, url = view.show(segs, "serve", grpc_port=grpc, web_port=web)
+assert url.startswith("rerun+http://") and str(grpc) in url, url
+for port in (grpc, web):
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass
+# a second stream connects to the served one as `--connect URL` does and sends its data there
+rec2, where = view.show(segs, "connect", url=url)
+assert where == url
+rec2.disconnect()
+rec.disconnect()
+print("served", url)
+"""
+
 
 def test_serve_starts_a_grpc_server_and_a_web_viewer(table):
+    # in a child process with a hard limit: rerun's servers are native threads, and a stuck one
+    # must fail this test rather than hold the whole suite
     path, _ = table
-    segs = view.clips_segments(path, limit=1)
-    grpc, web = _free_port(), _free_port()
-    rec, url = view.show(segs, "serve", grpc_port=grpc, web_port=web)
-    assert url.startswith("rerun+http://") and str(grpc) in url
-    for port in (grpc, web):
-        with socket.create_connection(("127.0.0.1", port), timeout=5):
-            pass
-    # a second stream connects to the served one as `--connect URL` does and sends its data there
-    rec2, where = view.show(segs, "connect", url=url)
-    assert where == url
-    rec2.disconnect()
-    rec.disconnect()
+    done = subprocess.run([sys.executable, "-c", SERVE_SCRIPT, str(path)], capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("served rerun+http://")
