@@ -30,11 +30,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..adapters import get_adapter
-from ..adapters.base import Adapter, SequenceRef
+from ..adapters.base import Adapter, SequenceRef, SourceError
 from ..annotators import get_annotator
 from ..annotators.base import Annotator
 from ..clips import existing_ids
-from .config import CurateConfig
+from .config import CurateConfig, CurateError, take_lock
 from .quarantine import QuarantineLog, QuarantineRecord
 from .stages import WorkChunk, discover, process_chunk, ref_from_json, rows_from_ipc, split, write
 from .summary import RunSummary, table_coverage
@@ -42,10 +42,6 @@ from .summary import RunSummary, table_coverage
 log = logging.getLogger("egom2p.curate")
 
 Progress = Callable[[int, int], None]  # (clips done (written + quarantined), clips planned)
-
-
-class CurateError(RuntimeError):
-    """A run cannot start (unknown dataset, missing adapter or checkpoint, bad options, busy output)."""
 
 
 class CurationRun:
@@ -81,12 +77,11 @@ class CurationRun:
                 self.adapter = get_adapter(cfg.dataset)
             except Exception as e:
                 raise CurateError(f"cannot curate {cfg.dataset!r}: {e}") from e
-        if cfg.depth is None:
+        if self.annotator is None:
+            cfg.depth = cfg.resolve_depth(self.adapter)
+        elif cfg.depth is None:
             cfg.depth = self.adapter.default_depth
         self.summary.depth = cfg.depth
-        if cfg.depth in ("render", "sensor") and self.adapter.modalities and "depth" not in self.adapter.modalities:
-            raise CurateError(f"depth annotator {cfg.depth!r} reads the source's depth, but dataset {cfg.dataset!r} "
-                              f"has none (modalities: {', '.join(self.adapter.modalities)}); use rollingdepth or none")
         if self.annotator is None:
             try:
                 self.annotator = get_annotator(cfg.depth, **cfg.depth_options)
@@ -106,13 +101,9 @@ class CurationRun:
     def _lock(self) -> None:
         out = Path(self.config.out)
         out.mkdir(parents=True, exist_ok=True)
-        f = open(self.config.lock_path, "a+")
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.close()
-            raise CurateError(f"another curate run of {self.config.dataset!r} is writing {out} "
-                              f"(lock {self.config.lock_path}); wait for it or use another --out") from None
+        f = take_lock(self.config.lock_path)
+        if f is None:
+            raise self.config.busy()
         f.seek(0)
         f.truncate()
         f.write(json.dumps({"pid": os.getpid(), "run_id": self.run_id}) + "\n")
@@ -132,10 +123,19 @@ class CurationRun:
 
     # ------------------------------------------------------------------------------ discover
     def discover(self) -> list[SequenceRef]:
-        refs = discover(self.adapter, self.config.raw, self.config.limit)
+        """The sequences to split; those discovery found unusable are quarantined (stage "discover")."""
+        try:
+            refs = discover(self.adapter, self.config.raw, self.config.limit)
+        except SourceError as e:  # the raw root holds no sequence of the dataset at all
+            raise CurateError(str(e)) from None
+        bad = [r for r in refs if r.problem]
+        for r in bad:
+            self.quarantine.add(QuarantineRecord.from_exception("discover", r, SourceError(r.path, r.problem),
+                                                                run_id=self.run_id))
         self.summary.sequences_seen = len(refs)
-        self.log.info("discover: %d sequences under %s", len(refs), self.config.raw)
-        return refs
+        self.summary.sequences_failed = len(bad)
+        self.log.info("discover: %d sequences under %s (%d quarantined)", len(refs), self.config.raw, len(bad))
+        return [r for r in refs if not r.problem]
 
     # --------------------------------------------------------------------------------- split
     def split(self, refs: list[SequenceRef]) -> list[WorkChunk]:
@@ -170,7 +170,7 @@ class CurationRun:
                 self.summary.windows += res.windows
                 self.summary.clips_skipped += len(res.skipped)
                 chunks += res.chunks
-        self.summary.sequences_failed = failed
+        self.summary.sequences_failed += failed
         self.summary.clips_planned = sum(len(c.starts) for c in chunks)
         self.log.info("split: %d windows in %d sequences (%d failed); %d already done, %d to curate in %d tasks",
                       self.summary.windows, len(refs) - failed, failed, self.summary.clips_skipped,

@@ -12,14 +12,15 @@ deployed: ``prefect deployment run curate/egogen -p raw=DIR -p out=DIR`` (see pr
 from __future__ import annotations
 
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from egom2p.curate import CurateConfig, CurationRun
 from egom2p.flows import progress_artifact
-from egom2p.modalities import CLIP_FRAMES, STANDARD_IMAGE_SIZE
+from egom2p.flows.deployments import apply_deployment_env
+from egom2p.runconfig import config_flow
 
 
 @task(name="prepare", cache_policy=NO_CACHE)
@@ -54,21 +55,16 @@ def summarize(run: CurationRun):
     return s.to_dict()
 
 
-@flow(name="curate", log_prints=True)
-def curate(dataset: str, raw: str, out: str, limit: int | None = None, stride: int = CLIP_FRAMES,
-           depth: str | None = None, depth_options: dict | None = None, size: int = STANDARD_IMAGE_SIZE,
-           windows_per_task: int = 4, write_batch: int = 8, annotate_actors: int = 0, annotate_gpus: float = 0.0,
-           num_cpus: int | None = None) -> dict:
+@config_flow(CurateConfig, name="curate", log_prints=True)
+def curate(config: CurateConfig) -> dict:
     """Curate ``dataset`` from ``raw`` into ``out``/<dataset>.lance; returns the run summary (a dict).
 
-    depth: the depth annotator (render | sensor | rollingdepth | none; default: the adapter's);
-    depth_options: its options (e.g. {"checkpoint": DIR} for rollingdepth); limit: at most this many
-    sequences; stride: frames between clip starts (60: back-to-back 2 s clips).
+    The parameters are the fields of :class:`egom2p.curate.CurateConfig` (the same as ``egom2p curate``'s
+    flags). The cheap checks run first (:meth:`CurateConfig.check`), so a missing parameter or input
+    fails the run before Ray or a model starts.
     """
-    config = CurateConfig(dataset=dataset, raw=raw, out=out, limit=limit, stride=stride, depth=depth,
-                          depth_options=dict(depth_options or {}), size=size, windows_per_task=windows_per_task,
-                          write_batch=write_batch, annotate_actors=annotate_actors, annotate_gpus=annotate_gpus,
-                          num_cpus=num_cpus)
+    apply_deployment_env()
+    config.check()
     run = CurationRun(config, run_id=str(flow_run.get_id() or "")[:12] or None, logger=get_run_logger())
     try:
         prepare(run)

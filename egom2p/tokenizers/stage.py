@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from ..clip import Clip
 from ..modalities import MODALITIES, Registry
+from ..tokenize_config import TokenizeConfig
 from . import Tokenizer, TokenizerError, load_tokenizers
 
 
@@ -74,21 +75,6 @@ class TokenizeActor:
         ids = batch.column("clip_id").to_pylist()
         clips = list(read_clips(self.clips_path, ids=ids, version=self.clips_version))
         return rows_to_table(tokenize_clips(clips, self.tokenizers), self.registry)
-
-
-@dataclass
-class TokenizeConfig:
-    clips: list[str]  # clips tables (DIR/<dataset>.lance)
-    tokenizers: str  # directory with rgb/ depth/ gaze/ cam/ checkpoints
-    out: str  # tokens/<name>.lance
-    modalities: list[str] | None = None  # default: every tokenizer found
-    batch_size: int = 8  # clips per actor call
-    commit_every: int = 256  # clips per Lance commit (one version each)
-    limit: int | None = None  # at most this many new clips per clips table
-    device: str = "auto"  # auto: GPU actors when a GPU is present
-    actors: int | None = None  # default: CPUs (CPU) or GPUs (GPU)
-    num_cpus: int | None = None  # for a local Ray
-    use_ray: bool = True
 
 
 @dataclass
