@@ -25,9 +25,11 @@ import dataclasses
 import functools
 import inspect
 import json
+import os
 import types
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -198,6 +200,24 @@ def deployment_parameters(cls, **fixed) -> dict:
         if d is not None and f.name not in out:
             out[f.name] = d.format(**fixed) if isinstance(d, str) else copy.deepcopy(d)
     return out
+
+
+def is_uri(path) -> bool:
+    """An object-store URI (``s3://...``), as opposed to a local path."""
+    return "://" in str(path) and not str(path).startswith("file://")
+
+
+def check_output(cls, name: str, path: str, kind: str) -> None:
+    """The output parameter ``name`` can be written: a local ``path`` is a ``kind`` folder or does not exist
+    yet, and its nearest existing folder is writable (URIs are not checked here)."""
+    if is_uri(path):
+        return
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{param(cls, name)}: {out} exists and is not a {kind}")
+    parent = next(p for p in (out, *out.parents) if p.exists())
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{param(cls, name)}: cannot write to {parent}")
 
 
 def required_parameters(cls) -> list[str]:

@@ -13,13 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .modalities import MODALITIES
-from .runconfig import ConfigError, option, param
+from .runconfig import ConfigError, check_output, is_uri, option, param
 
 DEVICES = ("auto", "cpu", "cuda")
-
-
-def _is_uri(path: str) -> bool:
-    return "://" in str(path)
 
 
 @dataclass
@@ -67,7 +63,7 @@ class TokenizeConfig:
         the output can be written; cheap (no Lance, torch, Prefect or Ray). Raises ConfigError naming
         the parameter. The flow's prepare step then opens and checks the tables and tokenizers."""
         for p in self.clips:
-            if _is_uri(p):
+            if is_uri(p):
                 continue
             if not os.path.exists(p):
                 raise ConfigError(f"{param(TokenizeConfig, 'clips')}: {p}: clips table not found")
@@ -82,10 +78,4 @@ class TokenizeConfig:
         if not wanted or missing:
             raise ConfigError(f"{param(TokenizeConfig, 'tokenizers')}: {d}: no tokenizer for "
                               f"{', '.join(missing) or 'any modality'} (expected {d}/<modality>/)")
-        if not _is_uri(self.out):
-            out = Path(self.out)
-            if out.exists() and not out.is_dir():
-                raise ConfigError(f"{param(TokenizeConfig, 'out')}: {out} exists and is not a Lance table")
-            parent = next(p for p in (out, *out.parents) if p.exists())
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise ConfigError(f"{param(TokenizeConfig, 'out')}: cannot write to {parent}")
+        check_output(TokenizeConfig, "out", self.out, "Lance table (a folder)")

@@ -111,8 +111,8 @@ def test_adt_and_ase_sequences_missing_a_required_file_are_bad_sequences(tmp_pat
         for f in files:
             (adt / seq / f).write_bytes(b"")
     refs = discover(get_adapter("adt"), adt)
-    assert [(r.sequence, r.problem) for r in refs] == [("Apartment_release_clean_seq131", None),
-                                                       ("Apartment_release_clean_seq134", "file missing (no camera poses)")]
+    assert [(r.sequence, r.problem) for r in refs] == [
+        ("Apartment_release_clean_seq131", None), ("Apartment_release_clean_seq134", "file missing (no camera poses)")]
     assert refs[1].path.endswith("seq134/aria_trajectory.csv")
 
     ase = tmp_path / "ase"

@@ -36,7 +36,7 @@ def test_cli_flags_and_flow_parameters_are_the_config_fields(command):
 
     from egom2p.commands._flows import load_flow
 
-    cls, want = CONFIGS[command], fields(CONFIGS[command])
+    want = fields(CONFIGS[command])
     sub = next(a for a in build_parser(only=command)._actions if a.dest == "command").choices[command]
     dests = {a.dest: a.default for a in sub._actions if a.dest != "help"}
     assert set(dests) == set(want)

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..adapters.base import KNOWN_DATASETS
 from ..annotators.base import ANNOTATORS
 from ..modalities import CLIP_FRAMES, STANDARD_IMAGE_SIZE
-from ..runconfig import ConfigError, option, param
+from ..runconfig import ConfigError, check_output, is_uri, option, param
 
 #: Depth annotators that run a model loaded from a checkpoint folder (``depth_checkpoint``).
 MODEL_ANNOTATORS = ("rollingdepth",)
@@ -20,10 +20,6 @@ MODEL_ANNOTATORS = ("rollingdepth",)
 
 class CurateError(RuntimeError):
     """A run cannot start (unknown dataset, missing adapter or checkpoint, bad options, busy output)."""
-
-
-def is_uri(path: str) -> bool:
-    return "://" in str(path)
 
 
 @dataclass
@@ -118,7 +114,7 @@ class CurateConfig:
         """Everything a run needs that can be checked in well under a second, before Prefect, Ray or
         any model starts: the dataset's adapter, the depth annotator (and its checkpoint folder), a
         readable raw root, an output that is a folder nobody else is curating this dataset into.
-        Returns the adapter; raises :class:`CurateError` naming the parameter."""
+        Returns the adapter; raises :class:`CurateError` (or ConfigError) naming the parameter."""
         from ..adapters import get_adapter
 
         if adapter is None:
@@ -134,22 +130,13 @@ class CurateConfig:
             raise CurateError(f"{param(CurateConfig, 'raw')}: raw root {raw} of {self.dataset!r} does not exist")
         if not os.access(raw, os.R_OK | (os.X_OK if raw.is_dir() else 0)):
             raise CurateError(f"{param(CurateConfig, 'raw')}: raw root {raw} is not readable")
-        if not is_uri(self.out):
-            self._check_output()
-        return adapter
-
-    def _check_output(self) -> None:
-        out = Path(self.out)
-        if out.exists() and not out.is_dir():
-            raise CurateError(f"{param(CurateConfig, 'out')}: {out} exists and is not a folder")
-        parent = next(p for p in (out, *out.parents) if p.exists())
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise CurateError(f"{param(CurateConfig, 'out')}: cannot write to {parent}")
-        if Path(self.lock_path).exists():
+        check_output(CurateConfig, "out", self.out, "folder")
+        if not is_uri(self.out) and Path(self.lock_path).exists():
             lock = take_lock(self.lock_path)
             if lock is None:
                 raise self.busy()
             lock.close()
+        return adapter
 
     def busy(self) -> CurateError:
         return CurateError(f"another curate run of {self.dataset!r} is writing {self.out} (lock {self.lock_path}); "
