@@ -36,7 +36,7 @@ class TokenizeConfig:
     device: str = option("auto", "auto (GPU actors when a GPU is present), cpu or cuda", choices=DEVICES)
     actors: int | None = option(None, "number of tokenizer actors (default: CPUs, or GPUs on a GPU machine)")
     num_cpus: int | None = option(None, "CPUs of a local Ray started by the run (ignored with RAY_ADDRESS)")
-    use_ray: bool = option(True, "tokenize in this process instead of on Ray actors", flag="--no-ray")
+    use_ray: bool = option(True, "tokenize on Ray actors (--no-ray: in this process)", flag="--no-ray")
 
     def __post_init__(self):
         def bad(name: str, problem: str):

@@ -98,7 +98,7 @@ class EgoExo4DAdapter(Adapter):
         try:
             return {k: ("val" if v == "val" else "test" if v == "test" else "train")
                     for k, v in json.loads(p.read_text()).get("take_uid_to_split", {}).items()}
-        except (json.JSONDecodeError, AttributeError) as e:
+        except (OSError, ValueError, AttributeError) as e:  # unreadable, not JSON (or not UTF-8), not an object
             raise SourceError(p, f"unreadable splits file ({e})") from e
 
     @staticmethod
