@@ -91,6 +91,42 @@ def kill_mid_run_and_check(argv: list[str], log: Path, must_start=("uvicorn", "r
     return seen
 
 
+COMMAND = """
+import os, subprocess, sys, time
+from egom2p.commands import _reaper
+_reaper.start()
+daemon = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True)
+pid = os.fork()
+if pid == 0:  # forked without exec: its /proc environment has no token, the watchdog's record finds it
+    time.sleep(300)
+    os._exit(0)
+print(daemon.pid, pid, flush=True)
+time.sleep(300)
+"""
+
+
+def test_watchdog_ends_what_a_killed_command_started(tmp_path):
+    """Fast form of the two tests below: a command that starts a detached process (own session, like
+    Ray's GCS) and a forked child, then is killed with SIGKILL."""
+    proc = subprocess.Popen([sys.executable, "-c", COMMAND], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), start_new_session=True)
+    try:
+        daemon, forked = (int(x) for x in proc.stdout.readline().split())
+        time.sleep(1.5)  # the watchdog records the tree every 0.5 s
+        seen = descendants(proc.pid)
+        assert {daemon, forked} <= set(seen) and any("egom2p.commands._reaper" in c for _, c in seen.values())
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    deadline = time.monotonic() + 60
+    while alive(seen) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = alive(seen)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"orphans after kill -9: {left}"
+
+
 @pytest.mark.slow
 def test_kill_9_of_curate_leaves_no_process_behind(tmp_path):
     raw = tmp_path / "raw"

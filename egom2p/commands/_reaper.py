@@ -3,13 +3,15 @@
 :func:`start` tags the command's environment with a run token (``EGOM2P_RUN_TOKENS``, inherited by
 everything it starts: Prefect's temporary API server, a local Ray's GCS, raylet, dashboard and
 runtime-env agents, Ray workers) and starts a watchdog, ``python -m egom2p.commands._reaper PID TOKEN``,
-in a session of its own (so that a signal to the command's process group does not reach it). The
-watchdog waits for the command to end (its parent PID changes), then sends SIGTERM and, after a grace
-period, SIGKILL to every process still carrying the token, until none is left. The token is found in
-``/proc/<pid>/environ``, so a process is found even after it was re-parented or moved to another
-session or process group (the way Jenkins' ProcessTreeKiller finds a build's processes). Processes
-the command did not start (a Ray cluster or Prefect server it only connects to) never carry the token.
-Nested commands append their token, so an outer command's watchdog also ends the inner one's processes.
+in a session of its own (so that a signal to the command's process group does not reach it). While
+the command runs, the watchdog records its descendants every half second; once the command is gone
+(its parent PID changes) it sends SIGTERM and, after a grace period, SIGKILL to every recorded
+descendant still running and every process carrying the token, until none is left. The token is
+read from ``/proc/<pid>/environ``, so a process is found even after it was re-parented or moved to
+another session (the way Jenkins' ProcessTreeKiller finds a build's processes); the recorded tree
+covers children forked without exec (their ``/proc`` environment predates the token). Processes the
+command did not start (a Ray cluster or Prefect server it only connects to) are neither. Nested
+commands append their token, so an outer command's watchdog also ends the inner one's processes.
 """
 
 from __future__ import annotations
@@ -56,11 +58,40 @@ def tagged(token: str) -> list[int]:
     return out
 
 
-def reap(token: str, grace_s: float = 3.0, rounds: int = 20) -> int:
-    """SIGTERM, then SIGKILL after ``grace_s``, every process carrying ``token``; returns how many were signalled."""
+def _stat(pid: int) -> tuple[int, str, str] | None:
+    """(parent pid, state, start time) of a process; None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            rest = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return int(rest[1]), rest[0].decode(), rest[19].decode()
+
+
+def descendants(root: int) -> dict[int, str]:
+    """{pid: start time} of every process below ``root`` (this process excluded)."""
+    children: dict[int, list[int]] = {}
+    stats = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and (st := _stat(int(name))):
+            stats[int(name)] = st
+            children.setdefault(st[0], []).append(int(name))
+    out, todo = {}, [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out[c] = stats[c][2]
+            todo.append(c)
+    out.pop(os.getpid(), None)
+    return out
+
+
+def reap(token: str, known: dict[int, str] | None = None, grace_s: float = 3.0, rounds: int = 20) -> int:
+    """SIGTERM, then SIGKILL after ``grace_s``, every process carrying ``token`` and every ``known``
+    {pid: start time} still running; returns how many were signalled."""
     signalled: set[int] = set()
     for _ in range(rounds):
-        pids = tagged(token)
+        pids = sorted(set(tagged(token)) | {p for p, start in (known or {}).items()
+                                            if (st := _stat(p)) and st[2] == start and st[1] != "Z"})
         if not pids:
             break
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -79,19 +110,18 @@ def reap(token: str, grace_s: float = 3.0, rounds: int = 20) -> int:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"  # a zombie has ended
-    except OSError:
-        return False
+    st = _stat(pid)
+    return st is not None and st[1] != "Z"  # a zombie has ended
 
 
 def main(argv: list[str]) -> int:
     parent, token = int(argv[0]), argv[1]
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for the command
+    known: dict[int, str] = {}
     while os.getppid() == parent:
-        time.sleep(0.2)
-    reap(token)
+        known.update(descendants(parent))
+        time.sleep(0.5)
+    reap(token, known)
     return 0
 
 
