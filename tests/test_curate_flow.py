@@ -44,7 +44,7 @@ def sub_env(ray_session, api_url: str) -> dict:
 
 
 def test_flow_curates_an_egogen_render(egogen_raw, tmp_path, prefect_harness, ray_session):
-    from flows.curate import curate
+    from egom2p.flows.curate import curate
     from prefect.client.orchestration import get_client
 
     from egom2p.curate import CurateError
@@ -78,7 +78,7 @@ def test_cli_reports_a_missing_raw_root(tmp_path, prefect_harness, ray_session):
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_exactly_the_uninterrupted_result(egogen_raw, tmp_path, prefect_harness, ray_session):
-    from flows.curate import curate
+    from egom2p.flows.curate import curate
 
     args = dict(dataset="egogen", raw=str(egogen_raw), stride=10, size=128)  # 2 x 7 = 14 clips
     killed = tmp_path / "killed"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import lance
@@ -15,6 +14,7 @@ from factories import make_clip
 
 from egom2p.clips import ClipsTableError, clips_index, write_clips
 from egom2p.commands.db import db_info
+from egom2p.flows.tokenize import tokenize
 from egom2p.modalities import get_registry
 from egom2p.tokendb import open_token_db, write_tokens
 from egom2p.tokenizers import TokenizerError, load_tokenizers, save_tokenizer
@@ -22,9 +22,6 @@ from egom2p.tokenizers.fsq import FSQ_PRESETS, CausalVideoFSQ, FSQVideoConfig
 from egom2p.tokenizers.stage import tokenize_clips
 from egom2p.tokenizers.train import cam_norm_stats
 from egom2p.tokenizers.vqvae import VQVAE_PRESETS, SequenceVQVAE, VQVAEConfig
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from flows.tokenize import tokenize  # noqa: E402
 
 torch.set_num_threads(1)
 TINY = get_registry("tiny")

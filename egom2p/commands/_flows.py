@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
-from pathlib import Path
 
 
 def local_run_env() -> None:
@@ -18,15 +16,5 @@ def local_run_env() -> None:
 
 
 def load_flow(name: str):
-    """The flow ``name`` from ``flows/<name>.py`` (the repository root is added to the path if needed)."""
-    module = f"flows.{name}"
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ModuleNotFoundError as e:
-        if e.name not in ("flows", module):
-            raise
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "flows" / f"{name}.py").exists():
-        raise SystemExit(f"egom2p {name}: flows/{name}.py not found; run from a checkout of the egom2p repository")
-    sys.path.insert(0, str(root))
-    return getattr(importlib.import_module(module), name)
+    """The Prefect flow ``name`` (``curate`` or ``tokenize``) from the package (``egom2p/flows/<name>.py``)."""
+    return getattr(importlib.import_module(f"egom2p.flows.{name}"), name)

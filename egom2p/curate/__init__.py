@@ -6,7 +6,7 @@
 * :mod:`.quarantine`: what failed, where and why (``OUT/<dataset>.quarantine.jsonl``);
 * :mod:`.summary`: the run summary with per-modality coverage (``OUT/<dataset>.summary.json``).
 
-The Prefect flow ``curate`` (``flows/curate.py``) and ``egom2p curate`` drive :class:`CurationRun`.
+The Prefect flow ``curate`` (``egom2p/flows/curate.py``) and ``egom2p curate`` drive :class:`CurationRun`.
 """
 
 from .config import CurateConfig

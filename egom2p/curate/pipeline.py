@@ -1,7 +1,7 @@
 """One curation run, step by step: prepare -> discover -> split -> annotate+standardize+write -> summarize.
 
 :class:`CurationRun` holds the state of a run (adapter, annotator, quarantine log, the table's
-finished clip ids) and exposes one method per step; the Prefect flow (``flows/curate.py``) calls
+finished clip ids) and exposes one method per step; the Prefect flow (``egom2p/flows/curate.py``) calls
 each step as a task, :meth:`CurationRun.run` calls them all (used by tests and benchmarks).
 
 Guarantees:

@@ -8,7 +8,7 @@ whose modality has no tokenizer) gets ``None`` for it: a null column in the DB, 
 loads the tokenizers once per actor (on the GPU when the actor holds one), reads its batch of clip
 ids from the clips table at a fixed Lance version and returns an Arrow table of token rows.
 
-:class:`TokenizeRun` drives one run (used by the Prefect flow ``flows/tokenize.py``): checks the
+:class:`TokenizeRun` drives one run (used by the Prefect flow ``egom2p/flows/tokenize.py``): checks the
 inputs (fail fast), finds the clips still missing from the DB (resumable), streams token rows from
 Ray and commits them to the token DB in chunks, each commit a Lance version with lineage.
 """
