@@ -52,7 +52,14 @@ def ray_session():
     started = False
     tmp = f"/tmp/egray{os.getpid()}"  # short: Ray's socket paths must stay under 107 characters
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
+        for attempt in range(3):  # Ray gives a new node 30 s to register; a loaded machine can miss that
+            try:
+                ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
+                break
+            except Exception as e:  # noqa: BLE001
+                if "timed out during startup" not in str(e) or attempt == 2:
+                    raise
+                ray.shutdown()
         started = True
     yield ray
     if started:
