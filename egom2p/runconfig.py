@@ -71,7 +71,8 @@ def _default(f: dataclasses.Field) -> Any:
 
 
 def flag_of(f: dataclasses.Field) -> str:
-    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+    """The CLI flag of a field: given, or ``--field-name`` (``--no-field-name`` for a bool that defaults to True)."""
+    return f.metadata.get("flag") or ("--no-" if f.default is True else "--") + f.name.replace("_", "-")
 
 
 def param(cls, name: str) -> str:
@@ -205,6 +206,11 @@ def deployment_parameters(cls, **fixed) -> dict:
 def is_uri(path) -> bool:
     """An object-store URI (``s3://...``), as opposed to a local path."""
     return "://" in str(path) and not str(path).startswith("file://")
+
+
+def absolute(path: str) -> str:
+    """A local path made absolute (Ray workers do not run in the command's working directory); URIs as given."""
+    return str(path) if is_uri(path) else os.path.abspath(os.path.expanduser(str(path)))
 
 
 def check_output(cls, name: str, path: str, kind: str) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .modalities import MODALITIES
-from .runconfig import ConfigError, check_output, is_uri, option, param
+from .runconfig import ConfigError, absolute, check_output, is_uri, option, param
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -44,7 +44,9 @@ class TokenizeConfig:
 
         if isinstance(self.clips, str):
             self.clips = [self.clips]
-        self.clips = [str(p) for p in self.clips]
+        # relative to where the run starts: Ray workers do not share the command's working directory
+        self.clips = [absolute(p) for p in self.clips]
+        self.tokenizers, self.out = absolute(self.tokenizers), absolute(self.out)
         if not self.clips:
             bad("clips", "needs at least one clips table")
         if self.modalities is not None:

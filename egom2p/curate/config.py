@@ -12,7 +12,7 @@ from pathlib import Path
 from ..adapters.base import KNOWN_DATASETS
 from ..annotators.base import ANNOTATORS
 from ..modalities import CLIP_FRAMES, STANDARD_IMAGE_SIZE
-from ..runconfig import ConfigError, check_output, is_uri, option, param
+from ..runconfig import ConfigError, absolute, check_output, is_uri, option, param
 
 #: Depth annotators that run a model loaded from a checkpoint folder (``depth_checkpoint``).
 MODEL_ANNOTATORS = ("rollingdepth",)
@@ -65,14 +65,15 @@ class CurateConfig:
             bad("annotate_actors", "and annotate_gpus must not be negative")
         if self.num_cpus is not None and self.num_cpus <= 0:
             bad("num_cpus", f"must be positive, got {self.num_cpus}")
+        self.raw, self.out = absolute(self.raw), absolute(self.out)  # relative to where the run starts
         self.depth_options = dict(self.depth_options or {})
-        given = self.depth_options.get("checkpoint")
-        if self.depth_checkpoint and given not in (None, self.depth_checkpoint):
-            bad("depth_checkpoint", f"{self.depth_checkpoint} differs from depth_options checkpoint={given}")
+        given = absolute(self.depth_options["checkpoint"]) if self.depth_options.get("checkpoint") else None
+        ckpt = absolute(self.depth_checkpoint) if self.depth_checkpoint else None
+        if ckpt and given and ckpt != given:
+            bad("depth_checkpoint", f"{ckpt} differs from depth_options checkpoint={given}")
+        self.depth_checkpoint = ckpt or given
         if self.depth_checkpoint:  # the annotator reads it from its options
-            self.depth_options["checkpoint"] = str(self.depth_checkpoint)
-        elif given:
-            self.depth_checkpoint = str(given)
+            self.depth_options["checkpoint"] = self.depth_checkpoint
 
     @property
     def table_path(self) -> str:
