@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
+from .. import storage
 from ..modalities import CLIP_FRAMES, STANDARD_IMAGE_SIZE
 
 
 @dataclass
 class CurateConfig:
-    """What one ``curate`` run does. Paths may be local folders (Lance also takes object-store URIs)."""
+    """What one ``curate`` run does. ``out`` may be a local folder or an object-store URI (``s3://bucket/clips``)."""
 
     dataset: str  # a name from egom2p.adapters.KNOWN_DATASETS
     raw: str  # the dataset's raw root (its adapter's layout)
@@ -26,6 +26,8 @@ class CurateConfig:
     annotate_actors: int = 0  # > 0: annotate on a pool of this many Ray actors (model annotators)
     annotate_gpus: float = 0.0  # GPUs per annotate actor
     num_cpus: int | None = None  # CPUs of a local Ray started by the run (None: all); ignored with RAY_ADDRESS
+    executor: str = "ray"  # ray (Ray Data: local Ray or RAY_ADDRESS) | local (every stage in this process)
+    storage_options: dict | None = None  # object-store options for ``out`` (default: from the environment)
 
     def __post_init__(self):
         if self.stride <= 0:
@@ -36,22 +38,33 @@ class CurateConfig:
             raise ValueError(f"limit must be positive, got {self.limit}")
         if self.windows_per_task <= 0 or self.write_batch <= 0:
             raise ValueError("windows_per_task and write_batch must be positive")
+        if self.executor not in ("ray", "local"):
+            raise ValueError(f"executor must be 'ray' or 'local', got {self.executor!r}")
 
     @property
     def table_path(self) -> str:
-        return str(Path(self.out) / f"{self.dataset}.lance")
+        return storage.join(self.out, f"{self.dataset}.lance")
 
     @property
     def quarantine_path(self) -> str:
-        return str(Path(self.out) / f"{self.dataset}.quarantine.jsonl")
+        return storage.join(self.out, f"{self.dataset}.quarantine.jsonl")
 
     @property
     def summary_path(self) -> str:
-        return str(Path(self.out) / f"{self.dataset}.summary.json")
+        return storage.join(self.out, f"{self.dataset}.summary.json")
+
+    @property
+    def plot_path(self) -> str:
+        return storage.join(self.out, f"{self.dataset}.summary.png")
 
     @property
     def lock_path(self) -> str:
-        return str(Path(self.out) / f".{self.dataset}.curate.lock")
+        return storage.join(self.out, f".{self.dataset}.curate.lock")
+
+    @property
+    def options(self) -> dict | None:
+        """Storage options for ``out`` (explicit ones over the environment's; None for a local folder)."""
+        return storage.storage_options(self.out, self.storage_options)
 
     def to_dict(self) -> dict:
         return asdict(self)
