@@ -129,16 +129,17 @@ class _Actor:
 
 
 # ------------------------------------------------------------------------------------ Ray
-def node_id() -> str:
-    """The Ray node this code runs on ("local" outside Ray): where a stage wrote its rows."""
+def worker_id() -> str:
+    """``<Ray node id>:<pid>`` of the process running this code (``local:<pid>`` outside Ray): who wrote a row."""
+    node = "local"
     try:
         import ray
 
         if ray.is_initialized():
-            return ray.get_runtime_context().get_node_id()
+            node = ray.get_runtime_context().get_node_id()
     except Exception:  # noqa: BLE001
         pass
-    return "local"
+    return f"{node}:{os.getpid()}"
 
 
 def start_ray(num_cpus: int | None = None) -> bool:
@@ -304,4 +305,4 @@ class Runner:
         yield from ds.iter_batches(batch_size=None, batch_format="pyarrow")
 
 
-__all__ = ["CPU_COLUMN", "LanceSource", "Resources", "RunStats", "Runner", "Stage", "node_id", "start_ray"]
+__all__ = ["CPU_COLUMN", "LanceSource", "Resources", "RunStats", "Runner", "Stage", "start_ray", "worker_id"]

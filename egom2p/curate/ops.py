@@ -27,7 +27,7 @@ import pyarrow as pa
 from ..adapters.base import Adapter
 from ..annotators.base import Annotator
 from ..clips import CLIPS_SCHEMA, write_table
-from ..runner import Resources, Stage, node_id
+from ..runner import Resources, Stage, worker_id
 from ..standardize import DepthAnnotation
 from .quarantine import QuarantineRecord
 from .stages import MODALITY_COLUMNS, WorkChunk, annotate_chunk, ref_from_json, split, standardize_chunk
@@ -43,7 +43,7 @@ WINDOWS_SCHEMA = pa.schema([("ref", pa.string()), ("start", pa.int32()), ("clip_
 ENCODED_SCHEMA = pa.schema([f.with_nullable(True) for f in CLIPS_SCHEMA] + [pa.field("record", pa.string())])
 STATUS_SCHEMA = pa.schema([("clip_id", pa.string()), ("status", pa.string()), ("record", pa.string()),
                            *[(f"has_{m}", pa.bool_()) for m in MODALITY_COLUMNS], ("payload_bytes", pa.int64()),
-                           ("node", pa.string())])
+                           ("worker", pa.string())])
 WRITTEN, PRESENT, QUARANTINED = "written", "present", "quarantined"
 
 
@@ -157,7 +157,7 @@ class WriteClipsStage(Stage):
     def process(self, batch: pa.Table) -> pa.Table:
         import pyarrow.compute as pc
 
-        node = node_id()
+        node = worker_id()
         good = batch.filter(pc.is_null(batch.column("record")))
         bad = batch.filter(pc.is_valid(batch.column("record")))
         present: set[str] = set()
@@ -169,10 +169,10 @@ class WriteClipsStage(Stage):
             rows.append({"clip_id": r["clip_id"], "status": WRITTEN if written else PRESENT, "record": None,
                          **{f"has_{m}": r[col] is not None for m, col in MODALITY_COLUMNS.items()},
                          "payload_bytes": len(r["rgb_mp4"] or b"") + len(r["depth_f16"] or b"") if written else 0,
-                         "node": node})
+                         "worker": node})
         for r in bad.select(["clip_id", "record"]).to_pylist():
             rows.append({"clip_id": r["clip_id"], "status": QUARANTINED, "record": r["record"],
-                         **{f"has_{m}": False for m in MODALITY_COLUMNS}, "payload_bytes": 0, "node": node})
+                         **{f"has_{m}": False for m in MODALITY_COLUMNS}, "payload_bytes": 0, "worker": node})
         return pa.Table.from_pylist(rows, schema=STATUS_SCHEMA)
 
 

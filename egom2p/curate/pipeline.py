@@ -186,7 +186,7 @@ class Written:
     quarantined: int = 0
     by_modality: dict = field(default_factory=dict)
     payload_bytes: int = 0
-    nodes: dict = field(default_factory=dict)  # clips written per node (Ray node id, or "local")
+    workers: dict = field(default_factory=dict)  # clips written per worker process ("<Ray node id>:<pid>")
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -224,7 +224,7 @@ def curate_chunks(config: CurateConfig, chunks: list[WorkChunk], runner: Runner,
                     out.written += 1
                     since_index += 1
                     out.payload_bytes += r["payload_bytes"]
-                    out.nodes[r["node"]] = out.nodes.get(r["node"], 0) + 1
+                    out.workers[r["worker"]] = out.workers.get(r["worker"], 0) + 1
                     for m in ("rgb", "depth", "gaze", "cam"):
                         if r[f"has_{m}"]:
                             out.by_modality[m] = out.by_modality.get(m, 0) + 1

@@ -107,7 +107,7 @@ class TokenizeStage(Stage):
 
 
 WRITE_STATUS = pa.schema([("clip_id", pa.string()), ("written", pa.bool_()), ("version", pa.int64()),
-                          ("node", pa.string())])
+                          ("worker", pa.string())])
 
 
 class WriteTokensStage(Stage):
@@ -122,14 +122,14 @@ class WriteTokensStage(Stage):
         self.resources = Resources(cpus=0.0, batch_size=commit_every, max_tasks=2)
 
     def process(self, batch: pa.Table) -> pa.Table:
-        from ..runner import node_id
+        from ..runner import worker_id
         from ..tokendb import insert_tokens
 
         res = insert_tokens(self.db, batch, self.registry, options=self.options)
         present = set(res.present)
         ids = batch.column("clip_id").to_pylist()
         return pa.table({"clip_id": ids, "written": [i not in present for i in ids], "version": [res.version] * len(ids),
-                         "node": [node_id()] * len(ids)}, schema=WRITE_STATUS)
+                         "worker": [worker_id()] * len(ids)}, schema=WRITE_STATUS)
 
 
 @dataclass
@@ -161,6 +161,7 @@ class TableResult:
     already: int
     added: int = 0
     versions: list[int] = field(default_factory=list)
+    workers: dict = field(default_factory=dict)  # rows written per worker process ("<Ray node id>:<pid>")
 
 
 class TokenizeRun:
@@ -275,6 +276,9 @@ class TokenizeRun:
             status = batch.drop_columns([CPU_COLUMN]).to_pylist()
             written = sum(r["written"] for r in status)
             res.added += written
+            for r in status:
+                if r["written"]:
+                    res.workers[r["worker"]] = res.workers.get(r["worker"], 0) + 1
             for v in sorted({r["version"] for r in status if r["written"] and r["version"] is not None}):
                 if v not in res.versions:
                     res.versions.append(v)
