@@ -318,8 +318,8 @@ def prepare_db(path, registry: Registry, tokenizers: dict | None = None, options
     for attempt in range(attempts):
         db = open_token_db(path, options=options)
         db.registry.check_compatible(registry, what=f"token DB {path}")
-        merged = _merge_tokenizers(path, db.tokenizers, tokenizers or {})
-        if merged == db.tokenizers:
+        merged = json.loads(json.dumps(_merge_tokenizers(path, db.tokenizers, tokenizers or {}), sort_keys=True))
+        if merged == db.tokenizers:  # (compared as stored: JSON turns tuples into lists)
             return db
         try:
             db.lance.update_schema_metadata({_META_TOKENIZERS: json.dumps(merged, sort_keys=True)})

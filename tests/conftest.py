@@ -52,12 +52,12 @@ def ray_session():
     started = False
     tmp = f"/tmp/egray{os.getpid()}"  # short: Ray's socket paths must stay under 107 characters
     if not ray.is_initialized():
-        for attempt in range(3):  # a loaded machine can miss Ray's 30 s node-registration deadline
+        for attempt in range(6):  # a loaded machine can miss Ray's 30 s node-registration deadline
             try:
                 ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
                 break
             except Exception as e:
-                if "timed out during startup" not in str(e) or attempt == 2:
+                if "timed out during startup" not in str(e) or attempt == 5:
                     raise
                 ray.shutdown()
         started = True

@@ -163,3 +163,36 @@ def test_two_processes_writing_the_same_clips_table_never_duplicate_or_lose_a_cl
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+@pytest.mark.slow
+def test_egom2p_tokenize_reports_a_lost_race_in_one_line(tmp_path, prefect_harness):
+    """Two ``egom2p tokenize`` runs with different gaze tokenizers start together on the same new DB:
+    one writes it, the other exits 2 with one line on stderr (no traceback, no raw OSError)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    clips = [factories.make_clip(sequence=f"s{i}", seed=i) for i in range(3)]
+    from egom2p.clips import write_clips
+
+    write_clips(tmp_path / "egogen.lance", clips)
+    cams = np.stack([c.cam for c in clips])
+    dirs = [factories.make_tiny_tokenizers(tmp_path / f"tok{k}", cams, seed=k) for k in (1, 2)]
+    db = tmp_path / "tokens" / "v.lance"
+    env = dict(os.environ, PREFECT_API_URL=prefect_harness)
+    egom2p = str(Path(sys.executable).parent / "egom2p")
+    procs = [subprocess.Popen([egom2p, "tokenize", "--clips", str(tmp_path / "egogen.lance"), "--tokenizers", str(d),
+                               "--out", str(db), "--no-ray", "--modalities", "gaze", "cam"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for d in dirs]
+    outs = [p.communicate(timeout=600) for p in procs]
+    codes = [p.returncode for p in procs]
+    assert sorted(codes) == [0, 2], [o[1][-2000:] for o in outs]
+    report = [ln for ln in outs[codes.index(2)][1].splitlines() if ln.startswith("egom2p tokenize: ")]
+    assert len(report) == 1 and "gaze" in report[0] and "OSError" not in report[0], outs[codes.index(2)][1][-3000:]
+    from egom2p.tokenizers import load_tokenizers
+
+    winner = load_tokenizers(dirs[codes.index(0)])["gaze"].identity["sha256"]
+    got = open_token_db(db)
+    assert got.tokenizers["gaze"]["sha256"] == winner
+    assert sorted(got.clip_ids()) == sorted(c.clip_id for c in clips)  # every clip once, from the winner

@@ -21,8 +21,8 @@ class CurateConfig:
     depth_options: dict = field(default_factory=dict)  # passed to make_annotator (e.g. checkpoint=DIR)
     size: int = STANDARD_IMAGE_SIZE  # side of the square standard image
     windows_per_task: int = 4  # clip windows of one sequence handled by one Ray task
-    write_batch: int = 8  # clips per Lance append (a killed run loses at most the unwritten batch)
-    write_interval_s: float = 20.0  # also flush a partial batch after this long
+    write_batch: int = 8  # clips per Lance commit, made by a worker (a killed run loses at most the batches in flight)
+    write_interval_s: float = 20.0  # a progress line in the log at least this often
     annotate_actors: int = 0  # > 0: annotate on a pool of this many Ray actors (model annotators)
     annotate_gpus: float = 0.0  # GPUs per annotate actor
     num_cpus: int | None = None  # CPUs of a local Ray started by the run (None: all); ignored with RAY_ADDRESS
