@@ -198,30 +198,55 @@ def rows_to_table(rows: list[dict]) -> pa.Table:
 
 
 def create_table(path, options: dict | None = None) -> bool:
-    """Create an empty clips table at ``path`` unless one exists (atomic). True if this call created it."""
+    """Create an empty clips table at ``path`` unless one exists (atomic; an existing one is checked and
+    its ``clip_id`` marked as primary key). True if this call created it."""
     try:
-        return tables.create(path, CLIPS_SCHEMA, options=options)
+        created = tables.create(path, CLIPS_SCHEMA, options=options)
+    except tables.TableError as e:
+        raise ClipsTableError(str(e)) from e
+    if not created:
+        prepare_table(path, options)
+    return created
+
+
+def _conform(path: str, table: pa.Table) -> pa.Table:
+    try:
+        return tables.unique_rows(table.select(CLIPS_SCHEMA.names).cast(CLIPS_SCHEMA))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as e:
+        raise ClipsTableError(f"{path}: rows do not match the clips schema: {e}") from e
+
+
+def insert_table(path, table: pa.Table, options: dict | None = None) -> tables.Inserted:
+    """Insert the rows of an Arrow table of :data:`CLIPS_SCHEMA` whose clip id the (existing) table lacks.
+
+    Exactly once per clip id, also with concurrent writers; runs in the process that holds the rows
+    (a Ray worker in a pipeline, after :func:`create_table` on the driver).
+    """
+    path = os.fspath(path)
+    try:
+        return tables.insert_new(path, _conform(path, table), options=options)
     except tables.TableError as e:
         raise ClipsTableError(str(e)) from e
 
 
 def write_table(path, table: pa.Table, options: dict | None = None) -> tables.Inserted:
-    """Insert the rows of an Arrow table of :data:`CLIPS_SCHEMA` whose clip id the table lacks.
-
-    Creates the table if needed. Exactly once per clip id, also with concurrent writers; runs in the
-    process that holds the rows (a Ray worker in a pipeline).
-    """
+    """:func:`insert_table`, creating the table (atomically) if needed and checking an existing one's format."""
     path = os.fspath(path)
-    try:
-        table = tables.unique_rows(table.select(CLIPS_SCHEMA.names).cast(CLIPS_SCHEMA))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as e:
-        raise ClipsTableError(f"{path}: rows do not match the clips schema: {e}") from e
+    table = _conform(path, table)
     try:
         if tables.create(path, CLIPS_SCHEMA, table, options=options):
             return tables.Inserted(table.num_rows, [], 1)
-        open_clips(path, options=options)
+    except tables.TableError as e:
+        raise ClipsTableError(str(e)) from e
+    prepare_table(path, options)
+    return insert_table(path, table, options)
+
+
+def prepare_table(path, options: dict | None = None) -> None:
+    """Check an existing table's format and mark ``clip_id`` as its primary key (tables of older runs)."""
+    open_clips(path, options=options)
+    try:
         tables.ensure_primary_key(path, options=options)
-        return tables.insert_new(path, table, options=options)
     except tables.TableError as e:
         raise ClipsTableError(str(e)) from e
 

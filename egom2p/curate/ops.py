@@ -12,7 +12,7 @@ Thin wrappers around the pure functions of :mod:`egom2p.curate.stages`, mapped b
   RGB, compressed depth) or quarantine records. Standardize and encode share a stage because the
   standard clip's raw frames would otherwise be copied between workers only to be compressed.
 * :class:`WriteClipsStage` (tasks, ``write_batch`` rows per call): inserts the clips into the
-  clips table from the worker (exactly once per clip id, :mod:`egom2p.tables`) and returns one
+  clips table (created by the driver before the run) from the worker (exactly once per clip id, :mod:`egom2p.tables`) and returns one
   small status row per clip: written / already present / quarantined, its modalities, its payload
   bytes. Those rows are all the driver receives.
 """
@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from ..adapters.base import Adapter
 from ..annotators.base import Annotator
-from ..clips import CLIPS_SCHEMA, write_table
+from ..clips import CLIPS_SCHEMA, insert_table
 from ..runner import Resources, Stage, worker_id
 from ..standardize import DepthAnnotation
 from .quarantine import QuarantineRecord
@@ -162,7 +162,7 @@ class WriteClipsStage(Stage):
         bad = batch.filter(pc.is_valid(batch.column("record")))
         present: set[str] = set()
         if good.num_rows:
-            present = set(write_table(self.table, good.drop_columns(["record"]), self.options).present)
+            present = set(insert_table(self.table, good.drop_columns(["record"]), self.options).present)
         rows = []
         for r in good.to_pylist():
             written = r["clip_id"] not in present
