@@ -61,7 +61,8 @@ def tokenize_rates(table: str, tmp: Path) -> tuple[float, float, int]:
     import factories
 
     from egom2p.tokenizers import load_tokenizers
-    from egom2p.tokenizers.stage import TokenizeConfig, TokenizeRun, tokenize_clips
+    from egom2p.tokenize_config import TokenizeConfig
+    from egom2p.tokenizers.stage import TokenizeRun, tokenize_clips
 
     torch.set_num_threads(1)
     clips = list(read_clips(table))

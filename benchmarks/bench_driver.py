@@ -42,7 +42,8 @@ def main() -> int:
     from egom2p.clips import read_clips
     from egom2p.curate import CurateConfig, CurationRun
     from egom2p.runner import start_ray
-    from egom2p.tokenizers.stage import TokenizeConfig, TokenizeRun
+    from egom2p.tokenize_config import TokenizeConfig
+    from egom2p.tokenizers.stage import TokenizeRun
 
     with tempfile.TemporaryDirectory(prefix="bench_driver_") as td:
         tmp = Path(td)

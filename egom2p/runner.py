@@ -142,8 +142,12 @@ def worker_id() -> str:
     return f"{node}:{os.getpid()}"
 
 
-def start_ray(num_cpus: int | None = None) -> bool:
-    """Start a local Ray, or connect to ``RAY_ADDRESS``, unless Ray runs. Returns True if this call started it."""
+def start_ray(num_cpus: int | None = None, temp_dir: str | None = None, attempts: int = 3) -> bool:
+    """Start a local Ray, or connect to ``RAY_ADDRESS``, unless Ray runs. Returns True if this call started it.
+
+    Ray gives a new node 30 s to register; a loaded machine can miss that, so a start that timed
+    out is retried, after ending the processes the failed attempt left behind.
+    """
     import ray
 
     if ray.is_initialized():
@@ -157,17 +161,45 @@ def start_ray(num_cpus: int | None = None) -> bool:
     kwargs = {"include_dashboard": False, "log_to_driver": False}
     if num_cpus:
         kwargs["num_cpus"] = num_cpus
-    if os.environ.get("EGOM2P_RAY_TMPDIR"):
-        kwargs["_temp_dir"] = os.environ["EGOM2P_RAY_TMPDIR"]
-    for attempt in range(3):
+    temp_dir = temp_dir or os.environ.get("EGOM2P_RAY_TMPDIR")
+    if temp_dir:
+        kwargs["_temp_dir"] = temp_dir
+    for attempt in range(attempts):
+        before = _children()
         try:
             ray.init(**kwargs)
             break
-        except Exception as e:  # Ray gives a new node 30 s to register; a loaded machine can miss that
-            if "timed out during startup" not in str(e) or attempt == 2:
-                raise
+        except Exception as e:
             ray.shutdown()
+            _end(_children() - before)
+            if "timed out during startup" not in str(e) or attempt == attempts - 1:
+                raise
     return True
+
+
+def _children() -> set[int]:
+    import psutil
+
+    return {c.pid for c in psutil.Process().children(recursive=True)}
+
+
+def _end(pids: set[int]) -> None:
+    """Terminate (then kill) processes this process started: what a failed Ray start leaves running."""
+    import psutil
+
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+            procs[-1].terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=5)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def _ray_dataset(source, rows_per_block: int):

@@ -49,18 +49,10 @@ def ray_session():
 
     import ray
 
-    started = False
+    from egom2p.runner import start_ray
+
     tmp = f"/tmp/egray{os.getpid()}"  # short: Ray's socket paths must stay under 107 characters
-    if not ray.is_initialized():
-        for attempt in range(6):  # a loaded machine can miss Ray's 30 s node-registration deadline
-            try:
-                ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
-                break
-            except Exception as e:
-                if "timed out during startup" not in str(e) or attempt == 5:
-                    raise
-                ray.shutdown()
-        started = True
+    started = start_ray(num_cpus=2, temp_dir=tmp, attempts=6)  # retries a start a loaded machine timed out
     yield ray
     if started:
         ray.shutdown()

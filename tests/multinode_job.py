@@ -18,7 +18,10 @@ def cluster(tmp: str):
     import ray
     from ray.cluster_utils import Cluster
 
-    for attempt in range(3):  # a loaded machine can miss Ray's 30 s node-registration deadline
+    from egom2p.runner import _children, _end
+
+    for attempt in range(4):  # a loaded machine can miss Ray's 30 s node-registration deadline
+        before = _children()
         try:
             c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "temp_dir": tmp, "include_dashboard": False})
             workers = [c.add_node(num_cpus=1, object_store_memory=300 * 2**20) for _ in range(2)]
@@ -26,9 +29,10 @@ def cluster(tmp: str):
             ray.init(address=c.address, log_to_driver=False)
             return c, c.head_node.node_id, [w.node_id for w in workers]
         except Exception as e:
-            if "timed out" not in str(e) or attempt == 2:
-                raise
             ray.shutdown()
+            _end(_children() - before)  # what the failed attempt left running
+            if "timed out" not in str(e) or attempt == 3:
+                raise
 
 
 def main(raw: str, out: str, tokenizers: str) -> dict:
@@ -37,7 +41,8 @@ def main(raw: str, out: str, tokenizers: str) -> dict:
     import ray
 
     from egom2p.curate import CurateConfig, CurationRun
-    from egom2p.tokenizers.stage import TokenizeConfig, TokenizeRun
+    from egom2p.tokenize_config import TokenizeConfig
+    from egom2p.tokenizers.stage import TokenizeRun
 
     c, head, workers = cluster(f"/tmp/egmn{os.getpid()}")
     try:

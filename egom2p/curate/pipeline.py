@@ -27,7 +27,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -40,12 +39,12 @@ from pathlib import Path
 
 from .. import storage
 from ..adapters import get_adapter
-from ..adapters.base import Adapter, SequenceRef
+from ..adapters.base import Adapter, SequenceRef, SourceError
 from ..annotators import get_annotator
 from ..annotators.base import Annotator
 from ..clips import create_table, existing_ids, finalize as finalize_table
 from ..runner import CPU_COLUMN, Runner
-from .config import CurateConfig
+from .config import CurateConfig, CurateError, take_lock
 from .ops import (PRESENT, QUARANTINED, WRITTEN, AnnotateStage, SplitStage, StandardizeStage, WriteClipsStage,
                   chunks_table, sequences_table)
 from .quarantine import QuarantineLog, QuarantineRecord
@@ -56,10 +55,6 @@ log = logging.getLogger("egom2p.curate")
 
 Progress = Callable[[int, int], None]  # (clips done (written + present + quarantined), clips planned)
 INDEX_EVERY = 4096  # fold new fragments into the clip_id index after this many clips written
-
-
-class CurateError(RuntimeError):
-    """A run cannot start (unknown dataset, missing adapter or checkpoint, bad options, busy output)."""
 
 
 # ---------------------------------------------------------------------------------- prepare
@@ -74,11 +69,10 @@ def prepare(config: CurateConfig, adapter: Adapter | None = None, annotator: Ann
     """Fail fast (unknown dataset, missing adapter or checkpoint, an annotator the dataset cannot feed,
     a missing raw root) and create the clips table if needed. Returns the config with its depth resolved."""
     adapter = adapter or resolve_adapter(config)
-    if config.depth is None:
+    if annotator is None:
+        config.depth = config.resolve_depth(adapter)
+    elif config.depth is None:
         config.depth = adapter.default_depth
-    if config.depth in ("render", "sensor") and adapter.modalities and "depth" not in adapter.modalities:
-        raise CurateError(f"depth annotator {config.depth!r} reads the source's depth, but dataset {config.dataset!r} "
-                          f"has none (modalities: {', '.join(adapter.modalities)}); use rollingdepth or none")
     if annotator is None:
         try:
             annotator = get_annotator(config.depth, **config.depth_options)
@@ -106,13 +100,9 @@ class RunLock:
         if storage.is_uri(cfg.out):
             return
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
-        f = open(cfg.lock_path, "a+")
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.close()
-            raise CurateError(f"another curate run of {cfg.dataset!r} is writing {cfg.out} "
-                              f"(lock {cfg.lock_path}); wait for it or use another --out") from None
+        f = take_lock(cfg.lock_path)
+        if f is None:
+            raise cfg.busy()
         f.seek(0)
         f.truncate()
         f.write(json.dumps({"pid": os.getpid(), "run_id": self.run_id}) + "\n")
@@ -121,9 +111,25 @@ class RunLock:
 
     def release(self) -> None:
         if self._file is not None:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
-            self._file.close()
+            self._file.close()  # closing the file releases the flock
             self._file = None
+
+
+# --------------------------------------------------------------------------------- discover
+def discover_sequences(config: CurateConfig, quarantine: QuarantineLog, adapter: Adapter | None = None
+                       ) -> tuple[list[SequenceRef], int]:
+    """(the sequences to split, how many discovery found): those found unusable are quarantined (stage
+    "discover") and the run goes on; a raw root without any sequence of the dataset is a CurateError."""
+    adapter = adapter or resolve_adapter(config)
+    try:
+        refs = discover(adapter, config.raw, config.limit)
+    except SourceError as e:  # the raw root holds no sequence of the dataset at all
+        raise CurateError(str(e)) from None
+    for r in refs:
+        if r.problem:
+            quarantine.add(QuarantineRecord.from_exception("discover", r, SourceError(r.path, r.problem)))
+    quarantine.flush()
+    return [r for r in refs if not r.problem], len(refs)
 
 
 # ------------------------------------------------------------------------------------ split
@@ -276,9 +282,9 @@ def new_summary(config: CurateConfig, run_id: str) -> RunSummary:
 
 
 def add_to_summary(s: RunSummary, sequences_seen: int, plan: Plan, written: Written, quarantined_by_stage: dict,
-                   quarantined: int) -> RunSummary:
+                   quarantined: int, discover_failed: int = 0) -> RunSummary:
     s.sequences_seen = sequences_seen
-    s.sequences_failed = plan.sequences_failed
+    s.sequences_failed = discover_failed + plan.sequences_failed
     s.windows = plan.windows
     s.clips_skipped = plan.skipped + written.present
     s.clips_planned = plan.planned
@@ -306,6 +312,7 @@ class CurationRun:
         self.summary = new_summary(config, self.run_id)
         self.plan = Plan()
         self.written = Written()
+        self.discover_failed = 0
         self._t0 = time.monotonic()
 
     def prepare(self) -> None:
@@ -322,9 +329,11 @@ class CurationRun:
                       cfg.table_path, cfg.depth, cfg.stride, cfg.size, self.runner.executor)
 
     def discover(self) -> list[SequenceRef]:
-        refs = discover(self.adapter, self.config.raw, self.config.limit)
-        self.summary.sequences_seen = len(refs)
-        self.log.info("discover: %d sequences under %s", len(refs), self.config.raw)
+        """The sequences to split; those discovery found unusable are quarantined (stage "discover")."""
+        refs, seen = discover_sequences(self.config, self.quarantine, self.adapter)
+        self.summary.sequences_seen = seen
+        self.discover_failed = seen - len(refs)
+        self.log.info("discover: %d sequences under %s (%d quarantined)", seen, self.config.raw, self.discover_failed)
         return refs
 
     def split(self, refs: list[SequenceRef]) -> list[WorkChunk]:
@@ -342,7 +351,7 @@ class CurationRun:
     def summarize(self) -> RunSummary:
         finalize(self.config, self.runner)
         add_to_summary(self.summary, self.summary.sequences_seen, self.plan, self.written, self.quarantine.by_stage,
-                       self.quarantine.count)
+                       self.quarantine.count, self.discover_failed)
         self.summary.duration_s = round(time.monotonic() - self._t0, 2)
         return summarize(self.config, self.summary, self.log)
 
@@ -360,5 +369,5 @@ class CurationRun:
             self.close()
 
 
-__all__ = ["CurateError", "CurationRun", "Plan", "RunLock", "Written", "curate_chunks", "finalize", "prepare",
-           "split_sequences", "summarize"]
+__all__ = ["CurateError", "CurationRun", "Plan", "RunLock", "Written", "curate_chunks", "discover_sequences",
+           "finalize", "prepare", "split_sequences", "summarize"]

@@ -68,16 +68,36 @@ class SplitResult:
 
 # ------------------------------------------------------------------------------------- discover
 def discover(adapter: Adapter, raw: str | os.PathLike, limit: int | None = None) -> list[SequenceRef]:
-    """The sequences under ``raw`` in the adapter's (deterministic) order, the first ``limit`` of them."""
+    """The sequences under ``raw`` in the adapter's (deterministic) order, the first ``limit`` of them.
+
+    Sequences the adapter found but cannot use come back with ``ref.problem`` set (the run quarantines
+    them and goes on). A root that holds no sequence of the dataset at all raises one SourceError
+    naming the root and the layout the adapter expects.
+    """
     root = Path(raw)
     if not root.exists():
         raise SourceError(root, f"raw root of dataset {adapter.name!r} does not exist")
-    refs = list(adapter.discover(root))
+    try:
+        refs = list(adapter.discover(root))
+    except SourceError as e:
+        problem = e.problem if e.path == str(root) else str(e)
+        raise SourceError(root, f"cannot list {adapter.name} sequences: {problem}; "
+                                f"expected {expected_layout(adapter)}") from None
+    except Exception as e:  # noqa: BLE001 - an unreadable folder or file while walking the root
+        raise SourceError(root, f"cannot list {adapter.name} sequences: {type(e).__name__}: {e}") from e
+    if not refs:
+        raise SourceError(root, f"no {adapter.name} sequence found; expected {expected_layout(adapter)}")
     names = [r.sequence for r in refs]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})[:5]
         raise SourceError(root, f"adapter {adapter.name!r} found duplicate sequence names {dup}: clip ids would collide")
     return refs[:limit] if limit is not None else refs
+
+
+def expected_layout(adapter: Adapter) -> str:
+    """The raw layout the adapter expects, for error messages."""
+    card = f"the dataset card datasets/{adapter.name}.yaml"
+    return f"{adapter.layout} (see {card})" if adapter.layout else f"the layout of {card}"
 
 
 # ---------------------------------------------------------------------------------------- split
@@ -113,6 +133,8 @@ def load_sequence(adapter: Adapter, ref: SequenceRef, cache: bool = True) -> Raw
     key = f"{adapter.name}|{ref_to_json(ref)}"
     if cache and key in _SEQ_CACHE:
         return _SEQ_CACHE[key]
+    if ref.problem:
+        raise SourceError(ref.path, ref.problem)
     seq = adapter.load(ref)
     if seq.num_frames <= 0:
         raise SourceError(ref.path, "sequence has no frames")

@@ -25,7 +25,7 @@ class RunSummary:
     finished: str = ""
     duration_s: float = 0.0
     sequences_seen: int = 0  # discovered (after --limit)
-    sequences_failed: int = 0  # quarantined at split (could not be opened)
+    sequences_failed: int = 0  # quarantined at discover or split (unusable or could not be opened)
     windows: int = 0  # 2-second windows in the sequences seen
     clips_planned: int = 0  # windows not yet in the table at the start of the run
     clips_written: int = 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
@@ -25,9 +25,10 @@ from prefect.runtime import flow_run
 from egom2p.curate import CurateConfig
 from egom2p.curate import pipeline as steps
 from egom2p.curate.quarantine import QuarantineLog
-from egom2p.curate.stages import discover as discover_sequences, ref_from_json, ref_to_json
+from egom2p.curate.stages import ref_from_json, ref_to_json
 from egom2p.flows import TASK_RETRIES, progress_artifact, retry_unless_bad_input
-from egom2p.modalities import CLIP_FRAMES, STANDARD_IMAGE_SIZE
+from egom2p.flows.deployments import apply_deployment_env
+from egom2p.runconfig import config_flow
 from egom2p.runner import Runner
 
 RETRY = dict(cache_policy=NO_CACHE, retries=TASK_RETRIES, retry_delay_seconds=2, retry_condition_fn=retry_unless_bad_input)
@@ -44,11 +45,13 @@ def prepare(cfg: dict) -> dict:
 
 
 @task(name="discover", **RETRY)
-def discover(cfg: dict) -> list[str]:
+def discover(cfg: dict, run_id: str) -> dict:
+    """The sequences to split (refs as JSON); unusable ones are quarantined."""
     config = _config(cfg)
-    refs = discover_sequences(steps.resolve_adapter(config), config.raw, config.limit)
-    get_run_logger().info("discover: %d sequences under %s", len(refs), config.raw)
-    return [ref_to_json(r) for r in refs]
+    q = QuarantineLog(config.quarantine_path, run_id, config.options)
+    refs, seen = steps.discover_sequences(config, q)
+    get_run_logger().info("discover: %d sequences under %s (%d quarantined)", seen, config.raw, seen - len(refs))
+    return {"refs": [ref_to_json(r) for r in refs], "seen": seen, "quarantined_by_stage": dict(q.by_stage)}
 
 
 @task(name="split", **RETRY)
@@ -81,16 +84,17 @@ def finalize(cfg: dict) -> int:
 
 
 @task(name="summarize", **RETRY)
-def summarize(cfg: dict, run_id: str, started: str, duration_s: float, sequences: int, plan: dict, written: dict) -> dict:
+def summarize(cfg: dict, run_id: str, started: str, duration_s: float, found: dict, plan: dict, written: dict) -> dict:
     config = _config(cfg)
     by_stage: dict[str, int] = {}
-    for part in (plan, written):
+    for part in (found, plan, written):
         for k, v in part["quarantined_by_stage"].items():
             by_stage[k] = by_stage.get(k, 0) + v
     w = steps.Written(**{k: v for k, v in written.items() if k != "quarantined_by_stage"})
     s = steps.new_summary(config, run_id)
     s.started, s.duration_s = started, duration_s
-    steps.add_to_summary(s, sequences, steps.Plan.from_dict(plan), w, by_stage, sum(by_stage.values()))
+    steps.add_to_summary(s, found["seen"], steps.Plan.from_dict(plan), w, by_stage, sum(by_stage.values()),
+                         found["seen"] - len(found["refs"]))
     s = steps.summarize(config, s, get_run_logger())
     create_markdown_artifact(s.to_markdown(), key=f"curate-summary-{config.dataset.replace('_', '-')}",
                              description=f"curation summary of {config.dataset}")
@@ -98,21 +102,16 @@ def summarize(cfg: dict, run_id: str, started: str, duration_s: float, sequences
     return s.to_dict()
 
 
-@flow(name="curate", log_prints=True)
-def curate(dataset: str, raw: str, out: str, limit: int | None = None, stride: int = CLIP_FRAMES,
-           depth: str | None = None, depth_options: dict | None = None, size: int = STANDARD_IMAGE_SIZE,
-           windows_per_task: int = 4, write_batch: int = 8, annotate_actors: int = 0, annotate_gpus: float = 0.0,
-           num_cpus: int | None = None) -> dict:
+@config_flow(CurateConfig, name="curate", log_prints=True)
+def curate(config: CurateConfig) -> dict:
     """Curate ``dataset`` from ``raw`` into ``out``/<dataset>.lance; returns the run summary (a dict).
 
-    depth: the depth annotator (render | sensor | rollingdepth | none; default: the adapter's);
-    depth_options: its options (e.g. {"checkpoint": DIR} for rollingdepth); limit: at most this many
-    sequences; stride: frames between clip starts (60: back-to-back 2 s clips).
+    The parameters are the fields of :class:`egom2p.curate.CurateConfig` (the same as ``egom2p curate``'s
+    flags). The cheap checks run first (:meth:`CurateConfig.check`), so a missing parameter or input
+    fails the run before Ray or a model starts.
     """
-    config = CurateConfig(dataset=dataset, raw=raw, out=out, limit=limit, stride=stride, depth=depth,
-                          depth_options=dict(depth_options or {}), size=size, windows_per_task=windows_per_task,
-                          write_batch=write_batch, annotate_actors=annotate_actors, annotate_gpus=annotate_gpus,
-                          num_cpus=num_cpus)
+    apply_deployment_env()
+    config.check()
     run_id = str(flow_run.get_id() or "")[:12] or uuid.uuid4().hex[:12]
     t0, started = time.monotonic(), steps.new_summary(config, run_id).started
     cfg = prepare(config.to_dict())
@@ -121,10 +120,10 @@ def curate(dataset: str, raw: str, out: str, limit: int | None = None, stride: i
     try:
         with Runner(config.executor, config.num_cpus) as runner:  # one local Ray for every task of the run
             runner.ensure_started()
-            refs = discover(cfg)
-            plan = split(cfg, refs, run_id)
+            found = discover(cfg, run_id)
+            plan = split(cfg, found["refs"], run_id)
             written = process(cfg, plan, run_id)
             finalize(cfg)
-            return summarize(cfg, run_id, started, round(time.monotonic() - t0, 2), len(refs), plan, written)
+            return summarize(cfg, run_id, started, round(time.monotonic() - t0, 2), found, plan, written)
     finally:
         lock.release()

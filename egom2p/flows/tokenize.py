@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import dataclasses
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from egom2p.flows import TASK_RETRIES, progress_artifact, retry_unless_bad_input
+from egom2p.flows.deployments import apply_deployment_env
+from egom2p.runconfig import config_flow
 from egom2p.runner import Runner
-from egom2p.tokenizers.stage import TokenizeConfig, TokenizeRun
+from egom2p.tokenize_config import TokenizeConfig
+from egom2p.tokenizers.stage import TokenizeRun
 
 RETRY = dict(cache_policy=NO_CACHE, retries=TASK_RETRIES, retry_delay_seconds=2, retry_condition_fn=retry_unless_bad_input)
 
@@ -69,18 +72,15 @@ def summary(cfg: dict, tables: list[dict]) -> dict:
     return s
 
 
-@flow(name="tokenize", log_prints=True)
-def tokenize(clips: list[str], tokenizers: str, out: str, modalities: list[str] | None = None, batch_size: int = 8,
-             commit_every: int = 256, limit: int | None = None, device: str = "auto", actors: int | None = None,
-             num_cpus: int | None = None, use_ray: bool = True) -> dict:
+@config_flow(TokenizeConfig, name="tokenize", log_prints=True)
+def tokenize(config: TokenizeConfig) -> dict:
     """Tokenize the clips tables ``clips`` with the checkpoints in ``tokenizers`` into the token DB ``out``.
 
-    modalities: subset of the tokenizers to run (default: all found); limit: at most this many new
-    clips per table; commit_every: clips per Lance version; device: auto | cpu | cuda.
+    The parameters are the fields of :class:`egom2p.tokenize_config.TokenizeConfig` (the same as
+    ``egom2p tokenize``'s flags); its cheap checks run first.
     """
-    config = TokenizeConfig(clips=list(clips), tokenizers=tokenizers, out=out, modalities=modalities,
-                            batch_size=batch_size, commit_every=commit_every, limit=limit, device=device,
-                            actors=actors, num_cpus=num_cpus, use_ray=use_ray)
+    apply_deployment_env()
+    config.check()
     cfg = dataclasses.asdict(config)
     prepare(cfg)
     with Runner("ray" if config.use_ray else "local", config.num_cpus) as runner:  # one local Ray for every task

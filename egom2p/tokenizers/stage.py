@@ -32,6 +32,7 @@ import pyarrow as pa
 from ..clip import Clip
 from ..modalities import MODALITIES, Registry
 from ..runner import CPU_COLUMN, LanceSource, Resources, Runner, Stage
+from ..tokenize_config import TokenizeConfig
 from . import Tokenizer, TokenizerError, load_tokenizers
 
 
@@ -130,27 +131,6 @@ class WriteTokensStage(Stage):
         ids = batch.column("clip_id").to_pylist()
         return pa.table({"clip_id": ids, "written": [i not in present for i in ids], "version": [res.version] * len(ids),
                          "worker": [worker_id()] * len(ids)}, schema=WRITE_STATUS)
-
-
-@dataclass
-class TokenizeConfig:
-    clips: list[str]  # clips tables (DIR/<dataset>.lance; local paths or object-store URIs)
-    tokenizers: str  # directory with rgb/ depth/ gaze/ cam/ checkpoints
-    out: str  # tokens/<name>.lance (a local path or an object-store URI)
-    modalities: list[str] | None = None  # default: every tokenizer found
-    batch_size: int = 8  # clips per actor call
-    commit_every: int = 256  # clips per Lance commit (one version each)
-    limit: int | None = None  # at most this many new clips per clips table
-    device: str = "auto"  # auto: GPU actors when the cluster (or this machine) has a GPU
-    actors: int | None = None  # default: CPUs (CPU) or GPUs (GPU)
-    num_cpus: int | None = None  # for a local Ray
-    use_ray: bool = True  # False: every stage in this process
-    storage_options: dict | None = None  # object-store options (default: from the environment)
-
-    def options(self, path: str) -> dict | None:
-        from .. import storage
-
-        return storage.storage_options(path, self.storage_options)
 
 
 @dataclass
