@@ -226,8 +226,9 @@ def maintain(uri, *, key: str = "clip_id", target_rows_per_fragment: int = 4096,
     compaction by another writer is not an error (the later one is skipped).
     """
     uri = os.fspath(uri)
-    ds = open_table(uri, options=options)
     opts = storage.storage_options(uri, options)
+    # index first: Lance compacts only fragments of the same index coverage together
+    ds = _update_index(uri, open_table(uri, options=options), key, options)
     if compact and len(ds.get_fragments()) > 1:
         try:
             if use_ray and _ray_running():
@@ -241,16 +242,23 @@ def maintain(uri, *, key: str = "clip_id", target_rows_per_fragment: int = 4096,
         except Exception as e:
             if not is_conflict(e):
                 raise TableError(f"{uri}: compaction failed ({type(e).__name__}: {str(e)[:300]})") from e
-        ds = open_table(uri, options=options)
+        ds = _update_index(uri, open_table(uri, options=options), key, options)
+    return int(ds.version)
+
+
+def _update_index(uri: str, ds, key: str, options: dict | None):
+    """Create the BTREE index on ``key``, or fold fragments it does not cover yet into it; the dataset after."""
     try:
         if not any(i["fields"] == [key] for i in ds.list_indices()):
             ds.create_scalar_index(key, "BTREE", name=key + INDEX_SUFFIX)
         elif ds.index_statistics(key + INDEX_SUFFIX).get("num_unindexed_rows", 0):
             ds.optimize.optimize_indices()
+        else:
+            return ds
     except Exception as e:
         if not is_conflict(e):
             raise TableError(f"{uri}: updating the {key} index failed ({type(e).__name__}: {str(e)[:300]})") from e
-    return int(open_table(uri, options=options).version)
+    return open_table(uri, options=options)
 
 
 def _ray_running() -> bool:
