@@ -32,6 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .storage import is_uri, local_path
+
 
 class ConfigError(ValueError):
     """A bad parameter value or input path of a run; the message names the parameter and the problem."""
@@ -203,14 +205,10 @@ def deployment_parameters(cls, **fixed) -> dict:
     return out
 
 
-def is_uri(path) -> bool:
-    """An object-store URI (``s3://...``), as opposed to a local path."""
-    return "://" in str(path) and not str(path).startswith("file://")
-
-
 def absolute(path: str) -> str:
-    """A local path made absolute (Ray workers do not run in the command's working directory); URIs as given."""
-    return str(path) if is_uri(path) else os.path.abspath(os.path.expanduser(str(path)))
+    """A local path (or ``file://`` URL) made absolute: Ray workers do not run in the command's working
+    directory. Object-store URIs as given."""
+    return str(path) if is_uri(path) else os.path.abspath(os.path.expanduser(local_path(str(path))))
 
 
 def check_output(cls, name: str, path: str, kind: str) -> None:

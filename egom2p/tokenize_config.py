@@ -37,6 +37,8 @@ class TokenizeConfig:
     actors: int | None = option(None, "number of tokenizer actors (default: CPUs, or GPUs on a GPU machine)")
     num_cpus: int | None = option(None, "CPUs of a local Ray started by the run (ignored with RAY_ADDRESS)")
     use_ray: bool = option(True, "tokenize on Ray actors (--no-ray: in this process)", flag="--no-ray")
+    storage_options: dict = option(default_factory=dict, help="object-store option for s3:// tables and DBs "
+                                   "(default: from AWS_* / EGOM2P_STORAGE_OPTIONS)", flag="--storage-option")
 
     def __post_init__(self):
         def bad(name: str, problem: str):
@@ -59,6 +61,13 @@ class TokenizeConfig:
                 bad(name, f"must be positive, got {v}")
         if self.device not in DEVICES:
             bad("device", f"must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        self.storage_options = dict(self.storage_options or {})
+
+    def options(self, path: str) -> dict | None:
+        """Storage options for ``path`` (explicit ones over the environment's; None for a local path)."""
+        from .storage import storage_options
+
+        return storage_options(path, self.storage_options)
 
     def check(self) -> None:
         """The inputs exist (every clips table, the tokenizer directory with the wanted modalities) and

@@ -106,8 +106,10 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_result(egogen_raw, tmp_
     partial = existing_ids(table)
     assert 0 < len(partial) < 14
 
+    # the workers write: a commit in flight when the driver died may still land, never twice
     resumed = curate(out=str(killed), **args)
-    assert resumed["clips_skipped"] == len(partial) and resumed["clips_written"] == 14 - len(partial)
+    assert len(partial) <= resumed["clips_skipped"] < 14
+    assert resumed["clips_written"] == 14 - resumed["clips_skipped"]
     reference = curate(out=str(tmp_path / "reference"), **args)
     assert reference["clips_written"] == 14
 

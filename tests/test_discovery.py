@@ -50,7 +50,7 @@ def test_egogen_bad_sequences_are_quarantined_and_the_run_goes_on(egogen_bad, tm
     with pytest.raises(SourceError, match="manifest.json: manifest is not valid JSON"):
         load_sequence(get_adapter("egogen"), refs[2])  # a bad ref is never opened
     out = tmp_path / "out"
-    s = CurationRun(CurateConfig(dataset="egogen", raw=str(egogen_bad), out=str(out), size=32), engine="serial").run()
+    s = CurationRun(CurateConfig(dataset="egogen", raw=str(egogen_bad), out=str(out), size=32), executor="local").run()
     assert (s.sequences_seen, s.sequences_failed, s.clips_written, s.quarantined) == (4, 2, 2, 2)
     assert s.quarantined_by_stage == {"discover": 2}
     assert_quarantined_at_discover(out, egogen_bad)

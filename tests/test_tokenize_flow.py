@@ -10,18 +10,15 @@ import lance
 import numpy as np
 import pytest
 import torch
-from factories import make_clip
+from factories import make_clip, make_tiny_tokenizers
 
 from egom2p.clips import ClipsTableError, clips_index, write_clips
 from egom2p.commands.db import db_info
 from egom2p.flows.tokenize import tokenize
 from egom2p.modalities import get_registry
 from egom2p.tokendb import open_token_db, write_tokens
-from egom2p.tokenizers import TokenizerError, load_tokenizers, save_tokenizer
-from egom2p.tokenizers.fsq import FSQ_PRESETS, CausalVideoFSQ, FSQVideoConfig
+from egom2p.tokenizers import TokenizerError, load_tokenizers
 from egom2p.tokenizers.stage import tokenize_clips
-from egom2p.tokenizers.train import cam_norm_stats
-from egom2p.tokenizers.vqvae import VQVAE_PRESETS, SequenceVQVAE, VQVAEConfig
 
 torch.set_num_threads(1)
 TINY = get_registry("tiny")
@@ -46,17 +43,7 @@ def tables(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tokdir(tmp_path_factory, tables):
     """Untrained tiny tokenizers in the checkpoint layout (training is tested elsewhere)."""
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("tok")
-    net = CausalVideoFSQ(FSQVideoConfig(levels=TINY["rgb"].fsq_levels, **FSQ_PRESETS["tiny"]))
-    for m in ("rgb", "depth"):
-        save_tokenizer(d / m, net, kind="fsq", modality=m, registry=TINY, model_config=net.cfg.to_dict())
-    cams = np.stack([c.cam for c in tables[1]])
-    for m, ch in (("gaze", 2), ("cam", 9)):
-        model = SequenceVQVAE(VQVAEConfig(in_channels=ch, codebook_size=64, **VQVAE_PRESETS["tiny"]))
-        save_tokenizer(d / m, model, kind="vqvae", modality=m, registry=TINY, model_config=model.cfg.to_dict(),
-                       norm=cam_norm_stats(cams) if m == "cam" else None)
-    return d
+    return make_tiny_tokenizers(tmp_path_factory.mktemp("tok"), np.stack([c.cam for c in tables[1]]))
 
 
 def test_tokenize_clips_pure_stage(tables, tokdir):
@@ -74,7 +61,9 @@ def test_flow_versions_lineage_resume_and_time_travel(ray_session, prefect_harne
     d, clips = tables
     out = str(tmp_path / "tokens" / "v1.lance")
     s1 = tokenize(clips=[str(d / "egogen.lance")], tokenizers=str(tokdir), out=out, commit_every=2, batch_size=2)
-    assert s1["added"] == 4 and s1["version"] == 2  # 4 clips, 2 per commit -> versions 1, 2
+    assert s1["added"] == 4
+    v_commits = s1["tables"][0]["versions"]
+    assert len(v_commits) == 2  # 4 clips, 2 per commit (each a version, written by the workers)
     info = db_info(out)
     idx = clips_index(d / "egogen.lance").to_pylist()
     assert info["rows"] == len(idx) == 4
@@ -95,21 +84,25 @@ def test_flow_versions_lineage_resume_and_time_travel(ray_session, prefect_harne
         np.testing.assert_array_equal(cam[ids.index(c.clip_id)], r)
     gz = db.take([ids.index(clips[2].clip_id)], ["tok_gaze", "tok_depth"])
     assert gz.column("tok_gaze")[0].as_py() is None and gz.column("tok_depth")[0].as_py() is None
+    lin = db.lineage  # one entry per commit: its clips table and version, its rows
+    assert [(Path(e["clips"]).name, e["clips_version"], e["db_version"], e["rows"]) for e in lin] == [
+        ("egogen.lance", 1, v_commits[0], 2), ("egogen.lance", 1, v_commits[1], 2)]
+    assert len(db.lance.get_fragments()) == 1 and db.lance.list_indices()[0]["fields"] == ["clip_id"]  # compacted, indexed
 
-    # a second table: only its clips are new; one more version, lineage grows
+    # a second table: only its clips are new; lineage grows
     s2 = tokenize(clips=[str(d / "egogen.lance"), str(d / "adt.lance")], tokenizers=str(tokdir), out=out,
                   commit_every=64)
-    assert s2["added"] == 2 and s2["version"] == 3
+    assert s2["added"] == 2 and s2["version"] > s1["version"]
+    (v_adt,) = s2["tables"][1]["versions"]
     db = open_token_db(out)
     assert db.counts()["adt"] == {"rgb": 2, "depth": 2, "gaze": 0, "cam": 2}
-    lin = db.lineage
-    assert [(Path(e["clips"]).name, e["clips_version"], e["db_version"], e["rows"]) for e in lin] == [
-        ("egogen.lance", 1, 1, 2), ("egogen.lance", 1, 2, 2), ("adt.lance", 1, 3, 2)]
+    assert [(Path(e["clips"]).name, e["clips_version"], e["db_version"], e["rows"]) for e in db.lineage] == [
+        ("egogen.lance", 1, v_commits[0], 2), ("egogen.lance", 1, v_commits[1], 2), ("adt.lance", 1, v_adt, 2)]
     # re-running adds nothing and writes no version
     s3 = tokenize(clips=[str(d / "egogen.lance"), str(d / "adt.lance")], tokenizers=str(tokdir), out=out)
-    assert s3["added"] == 0 and s3["version"] == 3
-    # time travel: version 2 has only egogen and only its lineage
-    old = open_token_db(out, version=2)
+    assert s3["added"] == 0 and s3["version"] == s2["version"]
+    # time travel: the version of the second egogen commit has only egogen and only its lineage
+    old = open_token_db(out, version=v_commits[1])
     assert old.num_rows == 4 and set(old.counts()) == {"egogen"} and len(old.lineage) == 2
 
 

@@ -9,11 +9,13 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .. import storage
 from ..adapters.base import KNOWN_DATASETS
 from ..annotators.base import ANNOTATORS
 from ..modalities import CLIP_FRAMES, STANDARD_IMAGE_SIZE
 from ..runconfig import ConfigError, absolute, check_output, is_uri, option, param
 
+EXECUTORS = ("ray", "local")
 #: Depth annotators that run a model loaded from a checkpoint folder (``depth_checkpoint``).
 MODEL_ANNOTATORS = ("rollingdepth",)
 
@@ -24,7 +26,7 @@ class CurateError(RuntimeError):
 
 @dataclass
 class CurateConfig:
-    """What one ``curate`` run does. Paths may be local folders (Lance also takes object-store URIs)."""
+    """What one ``curate`` run does. ``out`` may be a local folder or an object-store URI (``s3://bucket/clips``)."""
 
     dataset: str = option(help=f"dataset name ({', '.join(KNOWN_DATASETS)})", positional=True)
     raw: str = option(help="raw root of the dataset (its adapter's layout, see datasets/<dataset>.yaml)",
@@ -39,12 +41,17 @@ class CurateConfig:
     depth_options: dict = option(default_factory=dict, help="extra depth annotator option", flag="--depth-option")
     size: int = option(STANDARD_IMAGE_SIZE, "side of the square standard image")
     windows_per_task: int = option(4, "clip windows of one sequence handled by one Ray task")
-    write_batch: int = option(8, "clips per Lance commit (a killed run loses at most the batch in flight)")
-    write_interval_s: float = option(20.0, "also commit a partial batch after this many seconds")
+    write_batch: int = option(8, "clips per Lance commit, made by a worker (a killed run loses at most the "
+                                 "batches in flight)")
+    write_interval_s: float = option(20.0, "a progress line in the log at least every this many seconds")
     annotate_actors: int = option(0, "run annotation on N Ray actors (model annotators)")
     annotate_gpus: float = option(0.0, "GPUs per annotation actor")
     num_cpus: int | None = option(None, "CPUs of a local Ray started by the run (default: all; ignored with "
                                         "RAY_ADDRESS)")
+    executor: str = option("ray", "where the stages run: ray (Ray Data: a local Ray, or RAY_ADDRESS) or local "
+                                  "(every stage in this process)", choices=EXECUTORS)
+    storage_options: dict = option(default_factory=dict, help="object-store option for an s3:// --out (default: "
+                                   "from AWS_* / EGOM2P_STORAGE_OPTIONS)", flag="--storage-option")
 
     def __post_init__(self):
         def bad(name: str, problem: str):
@@ -65,6 +72,9 @@ class CurateConfig:
             bad("annotate_actors", "and annotate_gpus must not be negative")
         if self.num_cpus is not None and self.num_cpus <= 0:
             bad("num_cpus", f"must be positive, got {self.num_cpus}")
+        if self.executor not in EXECUTORS:
+            bad("executor", f"must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        self.storage_options = dict(self.storage_options or {})
         self.raw, self.out = absolute(self.raw), absolute(self.out)  # relative to where the run starts
         self.depth_options = dict(self.depth_options or {})
         given = absolute(self.depth_options["checkpoint"]) if self.depth_options.get("checkpoint") else None
@@ -77,19 +87,28 @@ class CurateConfig:
 
     @property
     def table_path(self) -> str:
-        return str(Path(self.out) / f"{self.dataset}.lance")
+        return storage.join(self.out, f"{self.dataset}.lance")
 
     @property
     def quarantine_path(self) -> str:
-        return str(Path(self.out) / f"{self.dataset}.quarantine.jsonl")
+        return storage.join(self.out, f"{self.dataset}.quarantine.jsonl")
 
     @property
     def summary_path(self) -> str:
-        return str(Path(self.out) / f"{self.dataset}.summary.json")
+        return storage.join(self.out, f"{self.dataset}.summary.json")
+
+    @property
+    def plot_path(self) -> str:
+        return storage.join(self.out, f"{self.dataset}.summary.png")
 
     @property
     def lock_path(self) -> str:
-        return str(Path(self.out) / f".{self.dataset}.curate.lock")
+        return storage.join(self.out, f".{self.dataset}.curate.lock")
+
+    @property
+    def options(self) -> dict | None:
+        """Storage options for ``out`` (explicit ones over the environment's; None for a local folder)."""
+        return storage.storage_options(self.out, self.storage_options)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -25,3 +25,17 @@ def progress_artifact(description: str, key: str | None = None, every_s: float =
             update_progress_artifact(artifact_id, 100.0 * done / max(total, 1))
 
     return progress
+
+
+TASK_RETRIES = 2  # every task of the flows is safe to repeat: all writes are idempotent
+
+
+def retry_unless_bad_input(task, task_run, state) -> bool:
+    """Prefect ``retry_condition_fn``: retry a failed task unless it failed on bad input (which a retry cannot fix)."""
+    from egom2p.clips import ClipsTableError
+    from egom2p.curate import CurateError
+    from egom2p.tokendb import TokenDBError
+    from egom2p.tokenizers import TokenizerError
+
+    exc = getattr(state, "data", None)
+    return not isinstance(exc, (CurateError, ClipsTableError, TokenDBError, TokenizerError, ValueError, FileNotFoundError))
