@@ -246,3 +246,14 @@ def test_config_errors_name_flow_and_cli_spellings():
     with pytest.raises(ConfigError, match=r"^modalities \(--modalities\) has unknown modalities \['x'\]"):
         TokenizeConfig(clips=["a"], tokenizers="t", out="o", modalities=["x"])
     assert TokenizeConfig(clips="a.lance", tokenizers="t", out="o").clips == [os.path.abspath("a.lance")]
+
+
+def test_each_command_module_registers_the_command_of_its_name():
+    """`egom2p CMD` imports only egom2p/commands/CMD.py: that module must register CMD."""
+    import pkgutil
+
+    from egom2p import commands
+
+    for name in sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")):
+        sub = next(a for a in build_parser(only=name)._actions if a.dest == "command")
+        assert list(sub.choices) == [name], name
