@@ -109,3 +109,19 @@ def test_curate_tokenize_train_end_to_end_on_s3(s3, egogen_raw, tmp_path, prefec
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     state = json.loads(next(run.glob("checkpoints/step_*/state.json")).read_text())
     assert state["db"]["path"] == db_uri and state["db"]["num_rows"] == 4
+
+
+def test_two_processes_creating_the_same_token_db_on_s3_keep_every_row_once(s3):
+    """The creation race of the token DB writer on an object store (conditional PUTs, no rename)."""
+    from test_concurrent_writers import _tokens_writer, race
+
+    for trial in range(3):
+        path = f"s3://egom2p/race/t{trial}/v.lance"
+        a = [f"a/s/{i:06d}" for i in range(4)] + [f"shared/s/{i:06d}" for i in range(2)]
+        b = [f"b/s/{i:06d}" for i in range(3)] + [f"shared/s/{i:06d}" for i in range(2)]
+        reports = race(_tokens_writer, (path, a, 1), (path, b, 2))
+        assert all(r[0] == "ok" for r in reports), reports
+        db = open_token_db(path)
+        ids = db.clip_ids()
+        assert sorted(ids) == sorted(set(a) | set(b)) and len(ids) == len(set(ids)) == 9
+        assert sum(e["rows"] for e in db.lineage) == db.num_rows
