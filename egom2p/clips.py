@@ -11,8 +11,10 @@ Storage layout of a row (schema :data:`CLIPS_SCHEMA`, format :data:`CLIPS_FORMAT
 * ``gaze`` and ``cam``: float32 fixed-size lists (bit-exact round trip); masks as bool lists;
 * ``provenance``: JSON text.
 
-Every write appends one Lance version; clip ids already in the table are skipped, so re-running
-curation neither duplicates nor loses rows.
+Writes go through :mod:`egom2p.tables` (atomic creation; exactly-once inserts by ``clip_id``, the
+table's primary key, from whichever process holds the rows; a BTREE index on ``clip_id``), so
+re-running curation, or two runs at once, neither duplicates nor loses rows. Paths may be local or
+object-store URIs (:mod:`egom2p.storage`).
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from . import tables
 from .clip import Clip
 from .modalities import CLIP_FPS, CLIP_FRAMES, GAZE_VALID_RANGE
 from .video import decode, encode_h264
@@ -36,7 +38,7 @@ CLIP_CONSTANTS = {"frames": CLIP_FRAMES, "fps": CLIP_FPS, "gaze_valid_range": li
 
 CLIPS_SCHEMA = pa.schema(
     [
-        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("clip_id", pa.string(), nullable=False, metadata=tables.PRIMARY_KEY),
         pa.field("dataset", pa.string(), nullable=False),
         pa.field("sequence", pa.string(), nullable=False),
         pa.field("split", pa.string(), nullable=False),
@@ -153,17 +155,15 @@ def row_to_clip(row: dict, decode_rgb: bool = True, decode_depth_: bool = True) 
     )
 
 
-def _open(path, version=None):
-    import lance
-
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise ClipsTableError(f"{path}: clips table not found")
+def open_clips(path, version=None, options: dict | None = None):
+    """The clips table at ``path`` as a Lance dataset (at ``version``), its format checked."""
     try:
-        ds = lance.dataset(path, version=version)
-    except Exception as e:
-        raise ClipsTableError(f"{path}: not a readable Lance clips table ({type(e).__name__}: {str(e)[:300]})") from e
-    check_clips_schema(ds.schema, path)
+        ds = tables.open_table(path, version, options)
+    except tables.TableNotFound:
+        raise ClipsTableError(f"{os.fspath(path)}: clips table not found") from None
+    except tables.TableError as e:
+        raise ClipsTableError(f"{os.fspath(path)}: not a readable Lance clips table ({e})") from e
+    check_clips_schema(ds.schema, os.fspath(path))
     return ds
 
 
@@ -181,12 +181,12 @@ def check_clips_schema(schema: pa.Schema, path: str = "") -> None:
         raise ClipsTableError(f"{path}: clips table lacks columns {missing}")
 
 
-def existing_ids(path) -> set[str]:
-    """Clip ids already in the table (empty if the table does not exist yet)."""
-    if not os.path.exists(os.fspath(path)):
+def existing_ids(path, version=None, options: dict | None = None) -> set[str]:
+    """Clip ids in the table (empty if it does not exist yet); read once when a run plans its work."""
+    if not tables.exists(path, options):
         return set()
-    ds = _open(path)
-    return set(ds.to_table(columns=["clip_id"]).column("clip_id").to_pylist())
+    open_clips(path, version, options)
+    return set(tables.read_keys(path, version, options=options))
 
 
 def rows_to_table(rows: list[dict]) -> pa.Table:
@@ -197,30 +197,81 @@ def rows_to_table(rows: list[dict]) -> pa.Table:
         raise ClipsTableError(f"rows do not match the clips schema: {e}") from e
 
 
-def write_rows(path, rows: list[dict]) -> int:
-    """Append encoded rows to the clips table, skipping ids already present. Returns rows written."""
-    import lance
+def create_table(path, options: dict | None = None) -> bool:
+    """Create an empty clips table at ``path`` unless one exists (atomic; an existing one is checked and
+    its ``clip_id`` marked as primary key). True if this call created it."""
+    try:
+        created = tables.create(path, CLIPS_SCHEMA, options=options)
+    except tables.TableError as e:
+        raise ClipsTableError(str(e)) from e
+    if not created:
+        prepare_table(path, options)
+    return created
 
+
+def _conform(path: str, table: pa.Table) -> pa.Table:
+    try:
+        return tables.unique_rows(table.select(CLIPS_SCHEMA.names).cast(CLIPS_SCHEMA))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as e:
+        raise ClipsTableError(f"{path}: rows do not match the clips schema: {e}") from e
+
+
+def insert_table(path, table: pa.Table, options: dict | None = None) -> tables.Inserted:
+    """Insert the rows of an Arrow table of :data:`CLIPS_SCHEMA` whose clip id the (existing) table lacks.
+
+    Exactly once per clip id, also with concurrent writers; runs in the process that holds the rows
+    (a Ray worker in a pipeline, after :func:`create_table` on the driver).
+    """
     path = os.fspath(path)
-    have = existing_ids(path)
-    fresh, seen = [], set()
-    for r in rows:
-        if r["clip_id"] in have or r["clip_id"] in seen:
-            continue
-        seen.add(r["clip_id"])
-        fresh.append(r)
-    if not fresh:
+    try:
+        return tables.insert_new(path, _conform(path, table), options=options)
+    except tables.TableError as e:
+        raise ClipsTableError(str(e)) from e
+
+
+def write_table(path, table: pa.Table, options: dict | None = None) -> tables.Inserted:
+    """:func:`insert_table`, creating the table (atomically) if needed and checking an existing one's format."""
+    path = os.fspath(path)
+    table = _conform(path, table)
+    try:
+        if tables.create(path, CLIPS_SCHEMA, table, options=options):
+            return tables.Inserted(table.num_rows, [], 1)
+    except tables.TableError as e:
+        raise ClipsTableError(str(e)) from e
+    prepare_table(path, options)
+    return insert_table(path, table, options)
+
+
+def prepare_table(path, options: dict | None = None) -> None:
+    """Check an existing table's format and mark ``clip_id`` as its primary key (tables of older runs)."""
+    open_clips(path, options=options)
+    try:
+        tables.ensure_primary_key(path, options=options)
+    except tables.TableError as e:
+        raise ClipsTableError(str(e)) from e
+
+
+def write_rows(path, rows: list[dict], options: dict | None = None) -> int:
+    """Insert encoded rows (from :func:`clip_to_row`) whose clip id the table lacks. Returns rows written."""
+    if not rows:
         return 0
-    table = rows_to_table(fresh)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    mode = "append" if os.path.exists(path) else "create"
-    lance.write_dataset(table, path, schema=CLIPS_SCHEMA, mode=mode)
-    return len(fresh)
+    return write_table(path, rows_to_table(rows), options).rows
 
 
-def write_clips(path, clips: Iterable[Clip]) -> int:
-    """Validate, encode and append clips to the clips table at ``path`` (idempotent). Returns rows written."""
-    return write_rows(path, [clip_to_row(c) for c in clips])
+def write_clips(path, clips: Iterable[Clip], options: dict | None = None) -> int:
+    """Validate, encode and insert clips into the clips table at ``path`` (idempotent). Returns rows written."""
+    return write_rows(path, [clip_to_row(c) for c in clips], options)
+
+
+def finalize(path, use_ray: bool = False, options: dict | None = None, compact: bool = True) -> int:
+    """End of a run: compact small fragments, update the ``clip_id`` index. Returns the table version.
+
+    ``compact=False`` only folds new fragments into the index (cheap; done every few thousand clips during a run).
+    """
+    try:
+        return tables.maintain(path, target_rows_per_fragment=2048, compact=compact, use_ray=use_ray, options=options)
+    except tables.TableError as e:
+        raise ClipsTableError(str(e)) from e
 
 
 def _filter(dataset: str | None, ids: Iterable[str] | None) -> str | None:
@@ -240,9 +291,10 @@ def _sql_str(s: str) -> str:
 
 
 def read_clips(path, dataset: str | None = None, ids: Iterable[str] | None = None, *, version=None,
-               decode_rgb: bool = True, decode_depth: bool = True, batch_size: int = 8) -> Iterator[Clip]:
+               decode_rgb: bool = True, decode_depth: bool = True, batch_size: int = 8,
+               options: dict | None = None) -> Iterator[Clip]:
     """Iterate over the clips of a table (optionally one dataset, some ids, an older Lance version)."""
-    ds = _open(path, version=version)
+    ds = open_clips(path, version=version, options=options)
     columns = [f.name for f in CLIPS_SCHEMA]
     if not decode_rgb:
         columns.remove("rgb_mp4")
@@ -259,9 +311,9 @@ def read_clips(path, dataset: str | None = None, ids: Iterable[str] | None = Non
                               f"({type(e).__name__}: {str(e)[:300]})") from e
 
 
-def clips_index(path, version=None) -> pa.Table:
+def clips_index(path, version=None, options: dict | None = None) -> pa.Table:
     """The scalar columns of every row plus which modalities each clip has (no arrays decoded)."""
-    ds = _open(path, version=version)
+    ds = open_clips(path, version=version, options=options)
     try:
         t = ds.to_table(columns=INDEX_COLUMNS)
         flags = ds.to_table(columns={

@@ -17,12 +17,9 @@ leading batch dimensions.
 
 from __future__ import annotations
 
-import numpy as np
+import sys
 
-try:  # torch is a dependency, but geometry stays importable without it
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None
+import numpy as np
 
 # --- axis conventions ---------------------------------------------------------------------------
 
@@ -42,18 +39,25 @@ UPRIGHT_FROM_RAW = np.array(
 
 
 def _is_torch(x) -> bool:
+    """A torch tensor? (torch is not imported here: whoever holds a tensor has imported it, and the
+    adapters and the CLI stay free of torch's ~2 s import.)"""
+    torch = sys.modules.get("torch")
     return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _torch():
+    return sys.modules["torch"]
 
 
 def _cross(a, b):
     if _is_torch(a):
-        return torch.linalg.cross(a, b, dim=-1)
+        return _torch().linalg.cross(a, b, dim=-1)
     return np.cross(a, b)
 
 
 def _norm(a):
     if _is_torch(a):
-        return torch.linalg.norm(a, dim=-1, keepdim=True)
+        return _torch().linalg.norm(a, dim=-1, keepdim=True)
     return np.linalg.norm(a, axis=-1, keepdims=True)
 
 
@@ -65,13 +69,13 @@ def _dot(a, b):
 
 def _stack(xs, axis):
     if _is_torch(xs[0]):
-        return torch.stack(xs, dim=axis)
+        return _torch().stack(xs, dim=axis)
     return np.stack(xs, axis=axis)
 
 
 def _cat(xs, axis):
     if _is_torch(xs[0]):
-        return torch.cat(xs, dim=axis)
+        return _torch().cat(xs, dim=axis)
     return np.concatenate(xs, axis=axis)
 
 
@@ -170,7 +174,7 @@ def pose9d_to_c2w(x):
     R = rot6d_to_matrix(x[..., :6])
     t = x[..., 6:9]
     if _is_torch(x):
-        T = torch.zeros(*x.shape[:-1], 4, 4, dtype=x.dtype, device=x.device)
+        T = _torch().zeros(*x.shape[:-1], 4, 4, dtype=x.dtype, device=x.device)
     else:
         T = np.zeros((*x.shape[:-1], 4, 4), dtype=np.result_type(x.dtype, np.float32))
     T[..., :3, :3] = R

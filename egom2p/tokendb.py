@@ -2,23 +2,28 @@
 
 Schema (:func:`token_schema`, built from a :class:`~egom2p.modalities.Registry`):
 
-* ``clip_id``, ``dataset``, ``sequence``, ``split``: strings (clip ids are unique in a DB);
+* ``clip_id``, ``dataset``, ``sequence``, ``split``: strings (clip ids are unique in a DB; ``clip_id``
+  is the table's primary key);
 * ``tok_rgb``, ``tok_depth``, ``tok_gaze``, ``tok_cam``: ``fixed_size_list<uint16, num_tokens>``
-  with the registry's token counts; **null** when the clip lacks the modality (never zeros).
+  with the registry's token counts; **null** when the clip lacks the modality (never zeros);
+* ``src_clips``, ``src_clips_version``: the clips table (path or URI) and its Lance version that
+  the row was tokenized from: the row's lineage, written in the same commit as the row.
 
-Metadata (JSON under the schema-metadata key ``egom2p.tokendb``; the format string also under
-``egom2p.format``)::
+Metadata (schema metadata, JSON): ``egom2p.format`` (the format string), ``egom2p.tokendb``
+(``{"format", "registry": <Registry.snapshot()>}``, fixed when the DB is created) and
+``egom2p.tokenizers`` (``{modality: {"kind", "sha256", ...}}``: the one tokenizer checkpoint per
+modality whose tokens the DB holds; registered before rows of that modality are written, in a
+conflict-checked metadata commit, so two writers with different checkpoints cannot both register).
 
-    {"format": "egom2p-tokens/1",
-     "registry": <Registry.snapshot()>,
-     "tokenizers": {modality: {"kind": ..., "sha256": ..., ...}},
-     "lineage": [{"clips": <clips table path>, "clips_version": <Lance version>,
-                  "rows": <rows added>, "db_version": <token DB version written>, "time": <UTC ISO>}, ...]}
+Lineage (:attr:`TokenDB.lineage`) is derived from the rows: one entry per (clips table, clips
+version, DB version that added the rows), ``{"clips", "clips_version", "rows", "db_version",
+"time"}``, using Lance's per-row creation version (the DB uses stable row ids, so compaction keeps
+it). It therefore always describes exactly the rows present, also at an older version (time travel,
+tags naming releases), and cannot claim rows that a crash or a concurrent writer lost.
 
-Every write is one Lance commit that appends the new fragments *and* replaces the schema metadata
-at once (a Lance ``Merge`` operation), so each Lance version carries its own metadata: opening an
-older version (time travel, or a tag naming a release) reports that version's lineage and rows.
-Clip ids already present are skipped, so re-running tokenization never duplicates rows.
+Writes go through :mod:`egom2p.tables`: atomic creation, exactly-once inserts by ``clip_id`` from
+the process holding the rows (Ray workers in ``egom2p tokenize``), a BTREE index on ``clip_id``,
+compaction at the end of a run. Every commit is a Lance version; paths may be object-store URIs.
 """
 
 from __future__ import annotations
@@ -26,20 +31,22 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from . import tables
 from .modalities import MODALITIES, Registry
 
-TOKENS_FORMAT = "egom2p-tokens/1"
+TOKENS_FORMAT = "egom2p-tokens/2"
 _META_FORMAT = b"egom2p.format"
 _META_DB = b"egom2p.tokendb"
+_META_TOKENIZERS = "egom2p.tokenizers"
 KEY_COLUMNS = ("clip_id", "dataset", "sequence", "split")
+SOURCE_COLUMNS = ("src_clips", "src_clips_version")
 MAX_VOCAB = 65536  # tokens are stored as uint16
 
 
@@ -51,7 +58,7 @@ def token_column(modality: str) -> str:
     return f"tok_{modality}"
 
 
-def token_schema(registry: Registry, meta: dict | None = None) -> pa.Schema:
+def token_schema(registry: Registry, meta: dict | None = None, tokenizers: dict | None = None) -> pa.Schema:
     """The Arrow schema of a token DB for ``registry`` (uint16 fixed-size lists; vocab <= 65536 checked)."""
     fields = [pa.field(k, pa.string(), nullable=False) for k in KEY_COLUMNS]
     for m in MODALITIES:
@@ -59,14 +66,17 @@ def token_schema(registry: Registry, meta: dict | None = None) -> pa.Schema:
         if spec.vocab_size > MAX_VOCAB:
             raise TokenDBError(f"modality {m}: vocab {spec.vocab_size} does not fit uint16 tokens (max {MAX_VOCAB})")
         fields.append(pa.field(token_column(m), pa.list_(pa.uint16(), spec.num_tokens), nullable=True))
+    fields += [pa.field("src_clips", pa.string()), pa.field("src_clips_version", pa.int64())]
     md = {_META_FORMAT: TOKENS_FORMAT.encode()}
     if meta is not None:
-        md[_META_DB] = json.dumps(meta, sort_keys=True).encode()
-    return pa.schema(fields, metadata=md)
+        md[_META_DB] = json.dumps({"format": meta["format"], "registry": meta["registry"]}, sort_keys=True).encode()
+    if tokenizers is not None:
+        md[_META_TOKENIZERS.encode()] = json.dumps(tokenizers, sort_keys=True).encode()
+    return tables.keyed_schema(pa.schema(fields, metadata=md))
 
 
 def new_meta(registry: Registry) -> dict:
-    return {"format": TOKENS_FORMAT, "registry": registry.snapshot(), "tokenizers": {}, "lineage": []}
+    return {"format": TOKENS_FORMAT, "registry": registry.snapshot(), "tokenizers": {}}
 
 
 # --- rows -> Arrow -----------------------------------------------------------------------------------
@@ -89,11 +99,12 @@ def _token_array(values: Sequence, n_tokens: int, vocab: int, name: str) -> pa.F
                                              mask=pa.array(mask) if mask.any() else None)
 
 
-def rows_to_table(rows: Sequence[dict], registry: Registry) -> pa.Table:
+def rows_to_table(rows: Sequence[dict], registry: Registry, source: dict | None = None) -> pa.Table:
     """Rows ``{clip_id, dataset, sequence, split, tok_<m>: int array [num_tokens] | None}`` -> Arrow table.
 
     Token arrays are range-checked against the registry's vocabularies; a missing ``tok_<m>`` key
-    means the clip lacks the modality (null).
+    means the clip lacks the modality (null). ``source`` (``{"clips", "clips_version"}``) fills the
+    lineage columns of rows that do not carry their own ``src_clips``/``src_clips_version``.
     """
     schema = token_schema(registry)
     cols = []
@@ -106,36 +117,52 @@ def rows_to_table(rows: Sequence[dict], registry: Registry) -> pa.Table:
         spec = registry[m]
         cols.append(_token_array([r.get(token_column(m)) for r in rows], spec.num_tokens, spec.vocab_size,
                                  token_column(m)))
+    src = source or {}
+    cols.append(pa.array([r.get("src_clips", src.get("clips")) for r in rows], pa.string()))
+    cols.append(pa.array([r.get("src_clips_version", src.get("clips_version")) for r in rows], pa.int64()))
     return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _conform(table: pa.Table, registry: Registry, source: dict | None, path: str) -> pa.Table:
+    """An Arrow table of token rows -> exactly :func:`token_schema` (lineage columns filled from ``source``)."""
+    src = source or {}
+    for name, value, typ in (("src_clips", src.get("clips"), pa.string()),
+                             ("src_clips_version", src.get("clips_version"), pa.int64())):
+        if name not in table.column_names:
+            table = table.append_column(name, pa.array([value] * table.num_rows, typ))
+    schema = token_schema(registry)
+    try:
+        return table.select(schema.names).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as e:
+        raise TokenDBError(f"{path}: rows do not match the token schema of registry {registry.config!r}: {e}") from e
 
 
 # --- opening ---------------------------------------------------------------------------------------
 
 
 def read_meta(schema: pa.Schema, path: str = "") -> dict:
-    """The metadata dict of a token DB schema; refuses another format version with a clear message."""
+    """The metadata of a token DB schema (format, registry, tokenizers); refuses another format version."""
     md = schema.metadata or {}
     fmt = md.get(_META_FORMAT, b"").decode()
     if fmt != TOKENS_FORMAT:
         raise TokenDBError(f"{path}: token DB format {fmt or 'missing'!r}; this code reads {TOKENS_FORMAT!r} "
                            "(re-tokenize the clips with this version, or use the egom2p release that wrote it)")
     try:
-        return json.loads(md[_META_DB])
+        meta = json.loads(md[_META_DB])
+        meta["tokenizers"] = json.loads(md.get(_META_TOKENIZERS.encode(), b"{}"))
     except (KeyError, ValueError) as e:
         raise TokenDBError(f"{path}: token DB metadata missing or unreadable ({e})") from e
+    return meta
 
 
-def _lance_open(path, version=None):
-    import lance
-
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise TokenDBError(f"{path}: token DB not found")
+def _lance_open(path, version=None, options: dict | None = None):
     try:
-        return lance.dataset(path, version=version)
-    except Exception as e:
+        return tables.open_table(path, version, options)
+    except tables.TableNotFound:
+        raise TokenDBError(f"{os.fspath(path)}: token DB not found") from None
+    except tables.TableError as e:
         what = f" at version {version!r}" if version is not None else ""
-        raise TokenDBError(f"{path}: cannot open the token DB{what} ({type(e).__name__}: {str(e)[:300]})") from e
+        raise TokenDBError(f"{os.fspath(path)}: cannot open the token DB{what} ({e})") from e
 
 
 @dataclass
@@ -145,7 +172,8 @@ class TokenDB:
     path: str
     lance: object  # lance.LanceDataset at that version
     registry: Registry
-    meta: dict
+    meta: dict  # {"format", "registry", "tokenizers"}
+    _lineage: list | None = field(default=None, repr=False)
 
     @property
     def version(self) -> int:
@@ -165,7 +193,22 @@ class TokenDB:
 
     @property
     def lineage(self) -> list[dict]:
-        return self.meta.get("lineage", [])
+        """Which clips table (path, Lance version) each group of rows came from, and the DB version that added them."""
+        if self._lineage is None:
+            t = self.lance.to_table(columns=["src_clips", "src_clips_version", "_row_created_at_version"])
+            t = t.filter(pc.is_valid(t.column("src_clips")))
+            groups = t.group_by(["src_clips", "src_clips_version", "_row_created_at_version"]).aggregate(
+                [("src_clips", "count")]).to_pylist()
+            times = {int(v["version"]): v["timestamp"] for v in self.lance.versions()}
+            out = []
+            for g in sorted(groups, key=lambda g: (g["_row_created_at_version"], g["src_clips"], g["src_clips_version"] or 0)):
+                v = int(g["_row_created_at_version"])
+                ts = times.get(v)
+                out.append({"clips": g["src_clips"], "clips_version": g["src_clips_version"], "rows": int(g["src_clips_count"]),
+                            "db_version": v, "time": ts.replace(tzinfo=_dt.timezone.utc).isoformat(timespec="seconds")
+                            if ts is not None else None})
+            self._lineage = out
+        return self._lineage
 
     def clip_ids(self) -> list[str]:
         return self.lance.to_table(columns=["clip_id"]).column("clip_id").to_pylist()
@@ -219,10 +262,10 @@ class TokenDB:
         return {name: int(info["version"]) for name, info in sorted(self.lance.tags.list().items())}
 
 
-def open_token_db(path, version: int | str | None = None) -> TokenDB:
+def open_token_db(path, version: int | str | None = None, options: dict | None = None) -> TokenDB:
     """Open ``path`` at ``version`` (None = latest, an int, or a tag name); checks format and registry."""
     path = os.fspath(path)
-    ds = _lance_open(path, version)
+    ds = _lance_open(path, version, options)
     meta = read_meta(ds.schema, path)
     try:
         registry = Registry.from_snapshot(meta["registry"])
@@ -234,11 +277,12 @@ def open_token_db(path, version: int | str | None = None) -> TokenDB:
     return TokenDB(path=path, lance=ds, registry=registry, meta=meta)
 
 
-def existing_ids(path) -> set[str]:
-    """Clip ids already in the DB at ``path`` (empty if it does not exist yet)."""
-    if not os.path.exists(os.fspath(path)):
+def existing_ids(path, options: dict | None = None) -> set[str]:
+    """Clip ids already in the DB at ``path`` (empty if it does not exist yet); read once when planning a run."""
+    if not tables.exists(path, options):
         return set()
-    return set(open_token_db(path).clip_ids())
+    open_token_db(path, options=options)
+    return set(tables.read_keys(path, options=options))
 
 
 # --- writing ---------------------------------------------------------------------------------------
@@ -257,84 +301,96 @@ def _merge_tokenizers(path: str, have: dict, new: dict) -> dict:
     return out
 
 
+def prepare_db(path, registry: Registry, tokenizers: dict | None = None, options: dict | None = None,
+               attempts: int = 8) -> TokenDB:
+    """Create the DB if needed (atomically) and register ``tokenizers``; the step before rows are inserted.
+
+    A DB of another registry, or a modality already tokenized with another checkpoint, is refused.
+    Registering is a metadata commit that Lance refuses when a concurrent writer registered the
+    same key first; it is then re-read and re-checked, so exactly one checkpoint per modality wins.
+    """
+    path = os.fspath(path)
+    try:
+        tables.create(path, token_schema(registry, new_meta(registry), _merge_tokenizers(path, {}, tokenizers or {})),
+                      stable_row_ids=True, options=options)
+    except tables.TableError as e:
+        raise TokenDBError(str(e)) from e
+    for attempt in range(attempts):
+        db = open_token_db(path, options=options)
+        db.registry.check_compatible(registry, what=f"token DB {path}")
+        merged = json.loads(json.dumps(_merge_tokenizers(path, db.tokenizers, tokenizers or {}), sort_keys=True))
+        if merged == db.tokenizers:  # (compared as stored: JSON turns tuples into lists)
+            return db
+        try:
+            db.lance.update_schema_metadata({_META_TOKENIZERS: json.dumps(merged, sort_keys=True)})
+        except Exception as e:
+            if tables.is_conflict(e) and attempt < attempts - 1:
+                continue  # another writer registered first: re-read and re-check
+            raise TokenDBError(f"{path}: registering the tokenizers failed ({type(e).__name__}: {str(e)[:300]})") from e
+    raise TokenDBError(f"{path}: other writers kept changing the tokenizer registry; re-run to retry")
+
+
+def insert_tokens(path, table: pa.Table, registry: Registry, source: dict | None = None,
+                  options: dict | None = None) -> tables.Inserted:
+    """Insert token rows whose clip id the DB lacks (the DB exists: :func:`prepare_db`); exactly once per clip id.
+
+    Runs in the process that holds the rows (a Ray worker in ``egom2p tokenize``).
+    """
+    path = os.fspath(path)
+    try:
+        return tables.insert_new(path, _conform(table, registry, source, path), options=options)
+    except tables.TableError as e:
+        raise TokenDBError(str(e)) from e
+
+
 def write_tokens(path, rows: Sequence[dict] | pa.Table, *, registry: Registry, tokenizers: dict | None = None,
-                 lineage: Iterable[dict] = (), commit_message: str | None = None) -> int | None:
-    """Append token rows as one new Lance version (creating the DB if needed).
+                 lineage: Iterable[dict] = (), commit_message: str | None = None,
+                 options: dict | None = None) -> int | None:
+    """Insert token rows as one new Lance version (creating the DB if needed).
 
     ``rows``: dicts for :func:`rows_to_table` or an Arrow table of :func:`token_schema`.
     ``tokenizers``: {modality: identity} of the tokenizers that made the rows (checked against the DB:
-    another checkpoint sha256 for a modality is refused). ``lineage``: entries ``{"clips": path,
-    "clips_version": int, ...}`` added to the lineage of the new version. Rows whose clip id is
-    already in the DB are skipped. Returns the new version, or None when nothing was new.
+    another checkpoint sha256 for a modality is refused). ``lineage``: at most one entry
+    ``{"clips": path, "clips_version": int}``, the clips table the rows came from (written into the
+    rows' lineage columns; rows may also carry their own ``src_clips``/``src_clips_version``).
+    Rows whose clip id is already in the DB are skipped; concurrent writers never duplicate a row.
+    Returns the version holding the new rows, or None when nothing was new. ``commit_message`` is
+    accepted for compatibility and not stored (rows are committed by Lance's merge-insert).
     """
-    import lance
-
     path = os.fspath(path)
-    table = rows if isinstance(rows, pa.Table) else rows_to_table(list(rows), registry)
-    try:
-        table = table.select(token_schema(registry).names).cast(token_schema(registry))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as e:
-        raise TokenDBError(f"{path}: rows do not match the token schema of registry {registry.config!r}: {e}") from e
-    ids = table.column("clip_id").to_pylist()
-    if len(set(ids)) != len(ids):
-        keep, seen = [], set()
-        for i, c in enumerate(ids):
-            if c not in seen:
-                seen.add(c)
-                keep.append(i)
-        table = table.take(pa.array(keep, pa.int64()))
-    exists = os.path.exists(path)
-    if exists:
-        db = open_token_db(path)
-        db.registry.check_compatible(registry, what=f"token DB {path}")
-        have = set(db.clip_ids())
-        if have:
-            fresh = [i for i, c in enumerate(table.column("clip_id").to_pylist()) if c not in have]
-            table = table.take(pa.array(fresh, pa.int64()))
-        meta = dict(db.meta)
-        read_version = db.version
-    else:
-        meta = new_meta(registry)
-        read_version = 0
-    if table.num_rows == 0:
-        return None
-    meta["tokenizers"] = _merge_tokenizers(path, meta.get("tokenizers", {}), tokenizers or {})
-    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    new_version = read_version + 1 if exists else 1
-    meta["lineage"] = list(meta.get("lineage", [])) + [
-        {**dict(e), "rows": int(e.get("rows", table.num_rows)), "db_version": new_version, "time": now} for e in lineage
-    ]
-    schema = token_schema(registry, meta)
-    table = table.cast(schema)
-    if not exists:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        ds = lance.write_dataset(table, path, schema=schema, mode="create", commit_message=commit_message)
-        return int(ds.version)
-    # One commit: new fragments + new schema metadata (Lance Merge keeps existing fragments as they are).
-    from lance.fragment import write_fragments
+    entries = list(lineage)
+    if len(entries) > 1:
+        raise TokenDBError(f"{path}: one write holds rows of one clips table; got {len(entries)} lineage entries")
+    source = {"clips": entries[0]["clips"], "clips_version": int(entries[0]["clips_version"])} if entries else None
+    table = rows if isinstance(rows, pa.Table) else rows_to_table(list(rows), registry, source)
+    table = _conform(table, registry, source, path)
+    idents = _merge_tokenizers(path, {}, tokenizers or {})
+    if not tables.exists(path, options):
+        try:
+            if tables.create(path, token_schema(registry, new_meta(registry), idents), table, stable_row_ids=True,
+                             options=options):
+                return 1
+        except tables.TableError as e:
+            raise TokenDBError(str(e)) from e
+    prepare_db(path, registry, idents, options)
+    res = insert_tokens(path, table, registry, options=options)
+    return res.version if res.rows else None
 
-    frags = write_fragments(table, path, schema=schema)
-    old = [f.metadata for f in db.lance.get_fragments()]
-    next_id = max((f.id for f in old), default=-1) + 1
-    for i, f in enumerate(frags):
-        f.id = next_id + i
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        op = lance.LanceOperation.Merge(old + list(frags), db.lance.schema.with_metadata(schema.metadata))
+
+def finalize(path, use_ray: bool = False, options: dict | None = None) -> int:
+    """End of a run: compact small fragments, update the ``clip_id`` index. Returns the DB version."""
     try:
-        ds = lance.LanceDataset.commit(path, op, read_version=read_version, commit_message=commit_message)
-    except Exception as e:
-        raise TokenDBError(f"{path}: committing new token rows failed (another writer may have committed "
-                           f"since version {read_version}; re-run to retry) ({type(e).__name__}: {str(e)[:300]})") from e
-    return int(ds.version)
+        return tables.maintain(path, target_rows_per_fragment=16384, use_ray=use_ray, options=options)
+    except tables.TableError as e:
+        raise TokenDBError(str(e)) from e
 
 
 # --- tags ------------------------------------------------------------------------------------------
 
 
-def tag(path, name: str, version: int | None = None) -> int:
+def tag(path, name: str, version: int | None = None, options: dict | None = None) -> int:
     """Name a release: Lance tag ``name`` -> ``version`` (default latest). Returns the tagged version."""
-    db = open_token_db(path)
+    db = open_token_db(path, options=options)
     v = db.version if version is None else int(version)
     if v not in {int(x["version"]) for x in db.versions()}:
         raise TokenDBError(f"{db.path}: no version {v} (versions: {[int(x['version']) for x in db.versions()]})")

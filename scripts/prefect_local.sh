@@ -11,7 +11,9 @@
 #   prefect deployment run curate/egogen -p raw=data/raw/egogen -p out=data/clips --watch
 #
 # Environment: PREFECT_PORT (4200), PREFECT_POOL (egom2p-local), PYTHON (.venv/bin/python),
-# RAY_ADDRESS (passed to flow runs: a Ray cluster instead of a local Ray per run).
+# RAY_ADDRESS (a Ray cluster instead of a local Ray per run) and the storage options EGOM2P_STORAGE_OPTIONS,
+# AWS_ENDPOINT, AWS_REGION, AWS_ALLOW_HTTP: they reach the flow runs twice, through the worker's environment
+# and through the deployments' job variables (resolved by `prefect deploy`, see egom2p/flows/deployments.py).
 # A Prefect worker ignores SIGTERM: stop sends it SIGINT twice (then SIGKILL after 30 s).
 set -euo pipefail
 

@@ -23,4 +23,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements/lock.t
   "$VENV/bin/python" -m pip install -q --no-deps vrs==1.2.2
   touch "$stamp"
 fi
+# The tests' S3-compatible server (moto's standalone server) lives in its own folder: moto[server]
+# pulls antlr4-python3-runtime 4.13, which breaks hydra-core/omegaconf (antlr 4.9) in the project venv.
+S3_DIR=${S3_DIR:-.venv-s3}
+if [ ! -f "$S3_DIR/.moto-5.2.5" ]; then
+  echo "[setup] installing the test S3 server (moto[server]==5.2.5) into $S3_DIR"
+  "$VENV/bin/python" -m pip install -q --target "$S3_DIR" 'moto[server]==5.2.5' 2>&1 | grep -v "dependency resolver\|antlr4-python3-runtime" || true
+  "$VENV/bin/python" -c "import sys; sys.path.insert(0, '$S3_DIR'); import moto.server" && touch "$S3_DIR/.moto-5.2.5"
+fi
 echo "[setup] ready: $VENV ($("$VENV/bin/python" -c 'import egom2p; print("egom2p", egom2p.__version__)'))"

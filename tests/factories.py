@@ -78,3 +78,28 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of two uint8 images/videos."""
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
+
+
+def make_tiny_tokenizers(directory, cams: np.ndarray, seed: int = 0):
+    """Untrained tiny tokenizers (rgb/depth FSQ, gaze/cam VQ-VAE) in the checkpoint layout under ``directory``.
+
+    ``cams``: camera trajectories [n, 60, 4, 4] for the camera tokenizer's normalisation statistics.
+    """
+    import torch
+
+    from egom2p.modalities import get_registry
+    from egom2p.tokenizers import save_tokenizer
+    from egom2p.tokenizers.fsq import FSQ_PRESETS, CausalVideoFSQ, FSQVideoConfig
+    from egom2p.tokenizers.train import cam_norm_stats
+    from egom2p.tokenizers.vqvae import VQVAE_PRESETS, SequenceVQVAE, VQVAEConfig
+
+    tiny = get_registry("tiny")
+    torch.manual_seed(seed)
+    net = CausalVideoFSQ(FSQVideoConfig(levels=tiny["rgb"].fsq_levels, **FSQ_PRESETS["tiny"]))
+    for m in ("rgb", "depth"):
+        save_tokenizer(directory / m, net, kind="fsq", modality=m, registry=tiny, model_config=net.cfg.to_dict())
+    for m, ch in (("gaze", 2), ("cam", 9)):
+        model = SequenceVQVAE(VQVAEConfig(in_channels=ch, codebook_size=64, **VQVAE_PRESETS["tiny"]))
+        save_tokenizer(directory / m, model, kind="vqvae", modality=m, registry=tiny, model_config=model.cfg.to_dict(),
+                       norm=cam_norm_stats(cams) if m == "cam" else None)
+    return directory

@@ -10,6 +10,7 @@ import pytest
 
 from egom2p import geometry as geo
 from egom2p.adapters.base import SourceError, get_adapter
+from egom2p.curate.stages import load_sequence
 from egom2p.render import render_dataset, render_sequence
 from egom2p.standardize import DepthAnnotation, clip_starts, standardize
 
@@ -123,10 +124,14 @@ def test_incomplete_and_corrupt_sequences(tree, tmp_path):
     A = get_adapter("egogen")
     raw = tmp_path / "raw"
     shutil.copytree(tree, raw)
-    # an interrupted sequence (no manifest) is not discovered
+    # a sequence still being written (hidden .partial-) is not discovered; a folder without a manifest is
+    # discovered as a bad sequence (curation quarantines it and goes on)
     (raw / ".partial-s1_0002").mkdir()
     (raw / "s1_0003").mkdir()
-    assert [r.sequence for r in A.discover(raw)] == ["s1_0000", "s1_0001"]
+    refs = A.discover(raw)
+    assert [(r.sequence, r.problem is None) for r in refs] == [("s1_0000", True), ("s1_0001", True), ("s1_0003", False)]
+    assert refs[2].path == str(raw / "s1_0003") and "no manifest.json" in refs[2].problem
+    shutil.rmtree(raw / "s1_0003")
     # a truncated depth file / broken pose file / bad manifest -> SourceError naming the file
     d = raw / "s1_0000"
     with open(d / "depth.npy", "r+b") as f:
@@ -139,8 +144,10 @@ def test_incomplete_and_corrupt_sequences(tree, tmp_path):
         A.load(A.discover(raw)[1])
     man = json.loads((d1 / "manifest.json").read_text())
     (d1 / "manifest.json").write_text(json.dumps({**man, "format": "other"}))
-    with pytest.raises(SourceError, match="manifest.json"):
-        A.discover(raw)
+    bad = A.discover(raw)[1]
+    assert bad.path == str(d1 / "manifest.json") and "not an egom2p-egogen sequence" in bad.problem
+    with pytest.raises(SourceError, match="manifest.json: not an egom2p-egogen"):
+        load_sequence(A, bad)
 
 
 def test_non_square_render_crops_consistently(tmp_path):

@@ -219,7 +219,7 @@ def curate_serial(name: str, raw, out, depth: str, size: int = 64):
     from egom2p.curate import CurateConfig, CurationRun, read_quarantine
 
     cfg = CurateConfig(dataset=name, raw=str(raw), out=str(out), size=size, depth=depth)
-    summary = CurationRun(cfg, engine="serial").run().to_dict()
+    summary = CurationRun(cfg, executor="local").run().to_dict()
     clips = sorted(read_clips(cfg.table_path), key=lambda c: c.clip_id)
     return summary, clips, read_quarantine(cfg.quarantine_path)
 

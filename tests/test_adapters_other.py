@@ -62,7 +62,7 @@ def psnr(a, b) -> float:
 def curate_serial(name: str, raw, out, depth: str) -> tuple[dict, list, list]:
     """The curation run in process (serial engine): summary, clips, quarantine records."""
     cfg = CurateConfig(dataset=name, raw=str(raw), out=str(out), size=SIZE, depth=depth)
-    summary = CurationRun(cfg, engine="serial").run().to_dict()
+    summary = CurationRun(cfg, executor="local").run().to_dict()
     clips = sorted(read_clips(cfg.table_path), key=lambda c: c.clip_id)
     return summary, clips, read_quarantine(cfg.quarantine_path)
 

@@ -1,4 +1,4 @@
-"""Curation stages as pure functions, the serial and Ray runs, quarantine, resume and the run lock.
+"""Curation stages as pure functions and as runner stages, local and Ray runs, quarantine, resume and the run lock.
 
 The raw data is a real fixture tree written by the test: per sequence an H.264 mp4 (PyAV), poses,
 gaze and depth as .npy, read back by a small adapter with the real adapter interface.
@@ -13,16 +13,19 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 import factories
 from egom2p.adapters.base import Adapter, RawSequence, SequenceRef, SourceError
 from egom2p.annotators import get_annotator
 from egom2p.annotators.base import Annotator
-from egom2p.clips import existing_ids, read_clips, row_to_clip, rows_to_table
+from egom2p.clips import existing_ids, read_clips, row_to_clip, rows_to_table, write_rows
 from egom2p.curate import CurateConfig, CurateError, CurationRun, QuarantineRecord, read_quarantine
 from egom2p.curate import stages
+from egom2p.curate.ops import AnnotateStage, StandardizeStage, chunks_table
 from egom2p.curate.summary import RunSummary
+from egom2p.runner import CPU_COLUMN, Runner
 from egom2p.video import decode, encode_h264, probe
 
 
@@ -91,6 +94,15 @@ def config(tree, out, **kw) -> CurateConfig:
     return CurateConfig(dataset="synthetic", raw=str(tree), out=str(out), size=64, **kw)
 
 
+def curate_chunk(adapter, annotator, chunk, size=64):
+    """annotate -> standardize (+ encode) of one chunk with the local runner: (clip rows, quarantine records)."""
+    out = pa.concat_tables(Runner("local").run(chunks_table([chunk]), [AnnotateStage(adapter, annotator=annotator),
+                                                                      StandardizeStage(adapter, size)]))
+    rows = out.drop_columns([CPU_COLUMN]).to_pylist()
+    good = [{k: v for k, v in r.items() if k != "record"} for r in rows if r["record"] is None]
+    return good, [QuarantineRecord.from_json(r["record"]) for r in rows if r["record"] is not None]
+
+
 # ------------------------------------------------------------------------------ pure stages
 def test_discover_orders_limits_and_names_a_missing_root(tree, tmp_path):
     refs = stages.discover(TreeAdapter(), tree)
@@ -128,9 +140,27 @@ def test_annotate_gives_metric_render_depth_per_window_and_checks_shapes():
 
     with pytest.raises(SourceError, match="expected"):
         stages.annotate(Wrong(), seq, [0])
-    assert stages.depth_from_bytes(stages.depth_to_bytes(None)) is None
-    back = stages.depth_from_bytes(stages.depth_to_bytes(out[0]))
-    np.testing.assert_array_equal(back.values, out[0].values)
+
+
+def test_annotate_stage_passes_depth_as_arrow_and_quarantines_a_failing_chunk(tree):
+    from egom2p.curate.ops import _depth
+
+    adapter = TreeAdapter()
+    ref = stages.discover(adapter, tree)[0]
+    stage = AnnotateStage(adapter, "render")
+    stage.setup()
+    rows = stage.process(chunks_table([stages.WorkChunk(ref, [0, 60])])).to_pylist()
+    assert [r["clip_id"] for r in rows] == ["synthetic/s0/000000", "synthetic/s0/000060"]
+    truth = np.load(Path(ref.path) / "depth.npy")
+    np.testing.assert_array_equal(_depth(rows[1]).values, truth[60:120])  # raw float32 bytes + shape, exact
+    assert _depth(rows[1]).kind == "metric" and rows[1]["record"] is None
+    none = AnnotateStage(adapter, "none")
+    none.setup()
+    assert _depth(none.process(chunks_table([stages.WorkChunk(ref, [0])])).to_pylist()[0]) is None
+    broken = stages.WorkChunk(SequenceRef("synthetic", "gone", str(tree / "gone")), [0, 60])
+    bad = stage.process(chunks_table([broken])).to_pylist()
+    assert [r["clip_id"] for r in bad] == ["synthetic/gone/000000", "synthetic/gone/000060"]
+    assert all(QuarantineRecord.from_json(r["record"]).stage == "annotate" for r in bad)
 
 
 def test_standardize_and_encode_make_a_valid_row(tree):
@@ -144,8 +174,7 @@ def test_standardize_and_encode_make_a_valid_row(tree):
     np.testing.assert_allclose(clip.depth_range, [0.5, 0.5])  # a plane at 2 m: inverse depth 0.5 / m
     row = stages.encode(clip)
     assert stages.row_modalities(row) == ("rgb", "depth", "gaze", "cam")
-    (back,) = stages.rows_from_ipc([stages.row_to_ipc(row)])
-    again = row_to_clip(rows_to_table([back]).to_pylist()[0])
+    again = row_to_clip(rows_to_table([row]).to_pylist()[0])
     np.testing.assert_array_equal(again.cam, clip.cam)
     assert factories.psnr(again.rgb, clip.rgb) > 35
 
@@ -153,15 +182,15 @@ def test_standardize_and_encode_make_a_valid_row(tree):
 def test_write_appends_once(tree, tmp_path):
     adapter = TreeAdapter()
     ref = stages.discover(adapter, tree)[0]
-    out = stages.process_chunk(adapter, get_annotator("none"), stages.WorkChunk(ref, [0, 60]), size=64)
-    assert not out.quarantined and len(out.rows) == 2
+    rows, quarantined = curate_chunk(adapter, get_annotator("none"), stages.WorkChunk(ref, [0, 60]))
+    assert not quarantined and len(rows) == 2
     table = tmp_path / "t.lance"
-    assert stages.write(table, out.rows) == 2
-    assert stages.write(table, out.rows) == 0
+    assert write_rows(table, rows) == 2
+    assert write_rows(table, rows) == 0
     assert existing_ids(table) == {"synthetic/s0/000000", "synthetic/s0/000060"}
 
 
-def test_process_chunk_quarantines_a_bad_window_and_keeps_the_others():
+def test_curating_a_chunk_quarantines_a_bad_window_and_keeps_the_others():
     seq, truth = factories.make_raw_sequence(n=130, width=W, height=H, dataset="synthetic", sequence="holey")
     truth["depth"][60:120] = 0.0  # the second window has no valid depth at all
 
@@ -171,9 +200,9 @@ def test_process_chunk_quarantines_a_bad_window_and_keeps_the_others():
         def load(self, ref):
             return seq
 
-    out = stages.process_chunk(One(), get_annotator("render"), stages.WorkChunk(seq.ref, [0, 60]), size=64)
-    assert [r["clip_id"] for r in out.rows] == ["synthetic/holey/000000"]
-    (rec,) = out.quarantined
+    rows, quarantined = curate_chunk(One(), get_annotator("render"), stages.WorkChunk(seq.ref, [0, 60]))
+    assert [r["clip_id"] for r in rows] == ["synthetic/holey/000000"]
+    (rec,) = quarantined
     assert rec.stage == "standardize" and rec.clip_id == "synthetic/holey/000060"
     assert rec.source == "/fake/holey" and "no valid depth" in rec.reason and rec.error_type == "SourceError"
 
@@ -203,11 +232,11 @@ def test_summary_renders_coverage(tmp_path):
 
 
 # --------------------------------------------------------------------------------- whole runs
-def test_serial_run_then_rerun_skips_everything(tree, tmp_path):
-    s1 = CurationRun(config(tree, tmp_path), adapter=TreeAdapter(), engine="serial").run()
+def test_local_run_then_rerun_skips_everything(tree, tmp_path):
+    s1 = CurationRun(config(tree, tmp_path), adapter=TreeAdapter(), executor="local").run()
     assert (s1.sequences_seen, s1.windows, s1.clips_written, s1.quarantined) == (2, 4, 4, 0)
     assert s1.coverage == {"rgb": 4, "depth": 4, "gaze": 4, "cam": 4} and s1.depth == "render"
-    s2 = CurationRun(config(tree, tmp_path), adapter=TreeAdapter(), engine="serial").run()
+    s2 = CurationRun(config(tree, tmp_path), adapter=TreeAdapter(), executor="local").run()
     assert (s2.clips_planned, s2.clips_written, s2.clips_skipped, s2.table_clips) == (0, 0, 4, 4)
     summary = json.loads((tmp_path / "synthetic.summary.json").read_text())
     assert summary["clips_skipped"] == 4 and summary["run_id"] == s2.run_id
@@ -224,7 +253,7 @@ def test_ray_run_quarantines_corrupt_videos_and_writes_the_rest(tree, tmp_path, 
     (raw / "truncated" / "video.mp4").write_bytes(data[: len(data) // 2])
     seen = []
     cfg = config(raw, tmp_path / "out", windows_per_task=1, write_batch=2)
-    s = CurationRun(cfg, adapter=TreeAdapter(), engine="ray").run(progress=lambda d, t: seen.append((d, t)))
+    s = CurationRun(cfg, adapter=TreeAdapter(), executor="ray").run(progress=lambda d, t: seen.append((d, t)))
 
     ids = sorted(c.clip_id for c in read_clips(cfg.table_path, decode_rgb=False))
     assert ids == [f"synthetic/{q}/{s:06d}" for q in ("s0", "s1", "s2") for s in (0, 60)]
@@ -275,17 +304,17 @@ def test_prepare_fails_fast_with_clear_messages(tree, tmp_path, monkeypatch):
 
 
 def test_a_second_run_of_the_same_dataset_and_output_is_refused(tree, tmp_path):
-    first = CurationRun(config(tree, tmp_path), adapter=TreeAdapter(), engine="serial")
+    first = CurationRun(config(tree, tmp_path), adapter=TreeAdapter(), executor="local")
     first.prepare()
     try:
         with pytest.raises(CurateError, match="another curate run"):
-            CurationRun(config(tree, tmp_path), adapter=TreeAdapter(), engine="serial").prepare()
+            CurationRun(config(tree, tmp_path), adapter=TreeAdapter(), executor="local").prepare()
         other = CurationRun(CurateConfig(dataset="other", raw=str(tree), out=str(tmp_path)), adapter=TreeAdapter(),
-                            engine="serial")
+                            executor="local")
         other.prepare()  # another dataset into the same folder is fine
         other.close()
     finally:
         first.close()
-    again = CurationRun(config(tree, tmp_path), adapter=TreeAdapter(), engine="serial")
+    again = CurationRun(config(tree, tmp_path), adapter=TreeAdapter(), executor="local")
     again.prepare()
     again.close()

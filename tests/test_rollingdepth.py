@@ -222,7 +222,7 @@ def test_curate_holoassist_with_rollingdepth_through_the_cli(checkpoint, tmp_pat
     from egom2p.curate import CurateConfig, CurateError, CurationRun
 
     run = CurationRun(CurateConfig(dataset="holoassist", raw=str(raw), out=str(tmp_path / "out2"), depth="rollingdepth",
-                                   depth_options={"checkpoint": str(tmp_path / "nockpt")}), engine="serial")
+                                   depth_options={"checkpoint": str(tmp_path / "nockpt")}), executor="local")
     with pytest.raises(CurateError, match="nockpt") as e:
         run.prepare()
     assert "model_index.json" in str(e.value) and "unet/diffusion_pytorch_model.safetensors" in str(e.value)

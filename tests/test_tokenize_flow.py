@@ -4,27 +4,21 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import lance
 import numpy as np
 import pytest
 import torch
-from factories import make_clip
+from factories import make_clip, make_tiny_tokenizers
 
 from egom2p.clips import ClipsTableError, clips_index, write_clips
 from egom2p.commands.db import db_info
+from egom2p.flows.tokenize import tokenize
 from egom2p.modalities import get_registry
 from egom2p.tokendb import open_token_db, write_tokens
-from egom2p.tokenizers import TokenizerError, load_tokenizers, save_tokenizer
-from egom2p.tokenizers.fsq import FSQ_PRESETS, CausalVideoFSQ, FSQVideoConfig
+from egom2p.tokenizers import TokenizerError, load_tokenizers
 from egom2p.tokenizers.stage import tokenize_clips
-from egom2p.tokenizers.train import cam_norm_stats
-from egom2p.tokenizers.vqvae import VQVAE_PRESETS, SequenceVQVAE, VQVAEConfig
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from flows.tokenize import tokenize  # noqa: E402
 
 torch.set_num_threads(1)
 TINY = get_registry("tiny")
@@ -49,17 +43,7 @@ def tables(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tokdir(tmp_path_factory, tables):
     """Untrained tiny tokenizers in the checkpoint layout (training is tested elsewhere)."""
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("tok")
-    net = CausalVideoFSQ(FSQVideoConfig(levels=TINY["rgb"].fsq_levels, **FSQ_PRESETS["tiny"]))
-    for m in ("rgb", "depth"):
-        save_tokenizer(d / m, net, kind="fsq", modality=m, registry=TINY, model_config=net.cfg.to_dict())
-    cams = np.stack([c.cam for c in tables[1]])
-    for m, ch in (("gaze", 2), ("cam", 9)):
-        model = SequenceVQVAE(VQVAEConfig(in_channels=ch, codebook_size=64, **VQVAE_PRESETS["tiny"]))
-        save_tokenizer(d / m, model, kind="vqvae", modality=m, registry=TINY, model_config=model.cfg.to_dict(),
-                       norm=cam_norm_stats(cams) if m == "cam" else None)
-    return d
+    return make_tiny_tokenizers(tmp_path_factory.mktemp("tok"), np.stack([c.cam for c in tables[1]]))
 
 
 def test_tokenize_clips_pure_stage(tables, tokdir):
@@ -77,7 +61,9 @@ def test_flow_versions_lineage_resume_and_time_travel(ray_session, prefect_harne
     d, clips = tables
     out = str(tmp_path / "tokens" / "v1.lance")
     s1 = tokenize(clips=[str(d / "egogen.lance")], tokenizers=str(tokdir), out=out, commit_every=2, batch_size=2)
-    assert s1["added"] == 4 and s1["version"] == 2  # 4 clips, 2 per commit -> versions 1, 2
+    assert s1["added"] == 4
+    v_commits = s1["tables"][0]["versions"]
+    assert len(v_commits) == 2  # 4 clips, 2 per commit (each a version, written by the workers)
     info = db_info(out)
     idx = clips_index(d / "egogen.lance").to_pylist()
     assert info["rows"] == len(idx) == 4
@@ -98,21 +84,25 @@ def test_flow_versions_lineage_resume_and_time_travel(ray_session, prefect_harne
         np.testing.assert_array_equal(cam[ids.index(c.clip_id)], r)
     gz = db.take([ids.index(clips[2].clip_id)], ["tok_gaze", "tok_depth"])
     assert gz.column("tok_gaze")[0].as_py() is None and gz.column("tok_depth")[0].as_py() is None
+    lin = db.lineage  # one entry per commit: its clips table and version, its rows
+    assert [(Path(e["clips"]).name, e["clips_version"], e["db_version"], e["rows"]) for e in lin] == [
+        ("egogen.lance", 1, v_commits[0], 2), ("egogen.lance", 1, v_commits[1], 2)]
+    assert len(db.lance.get_fragments()) == 1 and db.lance.list_indices()[0]["fields"] == ["clip_id"]  # compacted, indexed
 
-    # a second table: only its clips are new; one more version, lineage grows
+    # a second table: only its clips are new; lineage grows
     s2 = tokenize(clips=[str(d / "egogen.lance"), str(d / "adt.lance")], tokenizers=str(tokdir), out=out,
                   commit_every=64)
-    assert s2["added"] == 2 and s2["version"] == 3
+    assert s2["added"] == 2 and s2["version"] > s1["version"]
+    (v_adt,) = s2["tables"][1]["versions"]
     db = open_token_db(out)
     assert db.counts()["adt"] == {"rgb": 2, "depth": 2, "gaze": 0, "cam": 2}
-    lin = db.lineage
-    assert [(Path(e["clips"]).name, e["clips_version"], e["db_version"], e["rows"]) for e in lin] == [
-        ("egogen.lance", 1, 1, 2), ("egogen.lance", 1, 2, 2), ("adt.lance", 1, 3, 2)]
+    assert [(Path(e["clips"]).name, e["clips_version"], e["db_version"], e["rows"]) for e in db.lineage] == [
+        ("egogen.lance", 1, v_commits[0], 2), ("egogen.lance", 1, v_commits[1], 2), ("adt.lance", 1, v_adt, 2)]
     # re-running adds nothing and writes no version
     s3 = tokenize(clips=[str(d / "egogen.lance"), str(d / "adt.lance")], tokenizers=str(tokdir), out=out)
-    assert s3["added"] == 0 and s3["version"] == 3
-    # time travel: version 2 has only egogen and only its lineage
-    old = open_token_db(out, version=2)
+    assert s3["added"] == 0 and s3["version"] == s2["version"]
+    # time travel: the version of the second egogen commit has only egogen and only its lineage
+    old = open_token_db(out, version=v_commits[1])
     assert old.num_rows == 4 and set(old.counts()) == {"egogen"} and len(old.lineage) == 2
 
 
@@ -123,19 +113,22 @@ def test_cli_tokenize_and_db_commands(prefect_harness, tables, tokdir, tmp_path,
     out = str(tmp_path / "t.lance")
     assert main(["tokenize", "--clips", str(d / "adt.lance"), "--tokenizers", str(tokdir), "--out", out,
                  "--no-ray", "--modalities", "rgb", "cam"]) == 0
+    first = open_token_db(out).version  # the DB after the first run
     assert main(["tokenize", "--clips", str(d / "egogen.lance"), "--tokenizers", str(tokdir), "--out", out,
                  "--no-ray", "--modalities", "rgb", "cam", "--limit", "1"]) == 0
+    latest = open_token_db(out).version
+    assert latest > first
     capsys.readouterr()
-    assert main(["db", "tag", out, "first", "--version", "1"]) == 0
+    assert main(["db", "tag", out, "first", "--version", str(first)]) == 0
     assert main(["db", "info", out]) == 0
     text = capsys.readouterr().out
-    assert "version 2 (latest 2), 3 clips" in text
+    assert f"version {latest} (latest {latest}), 3 clips" in text
     assert "tags: first" in text and "lineage:" in text and "adt.lance @ Lance version 1" in text
     adt_line = next(line for line in text.splitlines() if line.strip().startswith("adt "))
     assert adt_line.split() == ["adt", "2", "2", "0", "0", "2"]  # clips rgb depth gaze cam (depth not tokenized)
     assert main(["db", "info", out, "--version", "first", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["version"] == 1 and info["rows"] == 2 and set(info["tokenizers"]) == {"rgb", "cam"}
+    assert info["version"] == first and info["rows"] == 2 and set(info["tokenizers"]) == {"rgb", "cam"}
     assert main(["db", "tag", out, "first"]) == 2
     assert main(["db", "info", str(tmp_path / "missing.lance")]) == 2
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import aria
-from .base import Adapter, RawSequence, SequenceRef, SourceError
+from .base import Adapter, RawSequence, SequenceRef, SourceError, bad_sequence
 
 POSE_MAX_GAP_NS = 100e6
 GAZE_MAX_GAP_NS = 250e6
@@ -34,6 +34,7 @@ class ADTAdapter(Adapter):
     version = "1"
     modalities = ("rgb", "depth", "gaze", "cam")
     default_depth = "sensor"  # ground-truth depth via read_depth
+    layout = "<raw>/.../<sequence>/{video.vrs, aria_trajectory.csv, depth_images.vrs, eyegaze.csv}"
 
     def discover(self, raw_root: Path) -> list[SequenceRef]:
         root = Path(raw_root)
@@ -42,9 +43,10 @@ class ADTAdapter(Adapter):
         refs = []
         for vrs in sorted(root.rglob("video.vrs")):
             seq = vrs.parent
-            if not (seq / "aria_trajectory.csv").exists():
-                continue
             rel = seq.relative_to(root).as_posix()
+            if not (seq / "aria_trajectory.csv").exists():
+                refs.append(bad_sequence(self.name, rel, seq / "aria_trajectory.csv", "file missing (no camera poses)"))
+                continue
             refs.append(SequenceRef(self.name, rel, str(seq), split="test"))
         return refs
 

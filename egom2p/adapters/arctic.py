@@ -67,6 +67,8 @@ class ArcticAdapter(Adapter):
     version = "1"
     modalities = ("rgb", "cam")
     default_depth = "rollingdepth"  # ARCTIC has no scene depth; the paper pseudo-labels it
+    layout = ("<raw>[/data or /arctic_data/data]/{images/<sid>/<seq>/0/*.jpg, raw_seqs/<sid>/<seq>.egocam.dist.npy, "
+              "meta/misc.json}")
 
     def discover(self, raw_root: Path) -> list[SequenceRef]:
         data = find_data_root(raw_root)

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from . import aria
-from .base import Adapter, RawSequence, SequenceRef, SourceError
+from .base import Adapter, RawSequence, SequenceRef, SourceError, bad_sequence
 
 RGB_RE = re.compile(r"^vignette(\d{7})\.jpg$")
 DEPTH_RE = re.compile(r"^depth(\d{7})\.png$")
@@ -35,6 +35,7 @@ class ASEAdapter(Adapter):
     version = "1"
     modalities = ("rgb", "depth", "cam")
     default_depth = "sensor"  # ground-truth (rendered) depth via read_depth
+    layout = "<raw>/.../<scene>/{trajectory.csv, rgb/vignette*.jpg, depth/depth*.png}"
 
     def discover(self, raw_root: Path) -> list[SequenceRef]:
         root = Path(raw_root)
@@ -43,9 +44,10 @@ class ASEAdapter(Adapter):
         refs = []
         for traj in sorted(root.rglob("trajectory.csv")):
             scene = traj.parent
-            if not (scene / "rgb").is_dir():
-                continue
             rel = scene.relative_to(root).as_posix()
+            if not (scene / "rgb").is_dir():
+                refs.append(bad_sequence(self.name, rel, scene / "rgb", "folder missing (no images)"))
+                continue
             split = "test" if rel.startswith("test/") else "train"
             refs.append(SequenceRef(self.name, rel, str(scene), split=split))
         return refs

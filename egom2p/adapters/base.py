@@ -48,6 +48,13 @@ class SequenceRef:
     path: str  # the sequence's main folder or file
     split: str = "train"
     meta: dict = field(default_factory=dict)  # adapter-specific (JSON-serialisable)
+    problem: str | None = None  # set by discovery for a sequence it found but cannot use (quarantined, never loaded)
+
+
+def bad_sequence(dataset: str, sequence: str, path, problem: str) -> SequenceRef:
+    """A sequence that discovery found but cannot curate (bad manifest, unreadable metadata, a folder that
+    is not a sequence): curation quarantines it with ``problem`` and goes on with the others."""
+    return SequenceRef(dataset, sequence, str(path), problem=problem)
 
 
 @dataclass
@@ -93,9 +100,12 @@ class Adapter:
     version: str = "1"
     modalities: tuple[str, ...] = ()  # what this dataset provides: subset of rgb, depth, gaze, cam
     default_depth: str = "none"  # depth annotator used by default: render | sensor | rollingdepth | none
+    layout: str = ""  # the raw layout discovery expects, in one line (the card datasets/<name>.yaml has it in full)
 
     def discover(self, raw_root: Path) -> list[SequenceRef]:
-        """List the sequences under ``raw_root`` (sorted, deterministic). Raise SourceError for an unexpected layout."""
+        """List the sequences under ``raw_root`` (sorted, deterministic). A sequence that is found but
+        cannot be used (unreadable metadata, an unexpected folder) is listed as :func:`bad_sequence`;
+        raise SourceError only when ``raw_root`` itself is not this dataset's layout."""
         raise NotImplementedError
 
     def load(self, ref: SequenceRef) -> RawSequence:

@@ -33,7 +33,7 @@ import numpy as np
 from .. import geometry as geo
 from ..video import VideoError, decode, probe
 from . import aria
-from .base import Adapter, RawSequence, SequenceRef, SourceError
+from .base import Adapter, RawSequence, SequenceRef, SourceError, bad_sequence
 
 #: Tolerated difference between the video's frame count and the take's timesync rows (frames).
 MAX_COUNT_MISMATCH = 2
@@ -46,6 +46,8 @@ class EgoExo4DAdapter(Adapter):
     version = "1"
     modalities = ("rgb", "gaze", "cam")
     default_depth = "none"
+    layout = ("<raw>/{takes.json, captures/*/timesync.csv, takes/<take>/frame_aligned_videos/, "
+              "takes/<take>/trajectory/, takes/<take>/eye_gaze/}")
 
     def __init__(self, gaze: str = "general", video: str = "full"):
         self.gaze_kind = gaze  # general | personalized
@@ -69,18 +71,22 @@ class EgoExo4DAdapter(Adapter):
                 name = take["take_name"]
                 cam = self._ego_cam(take)
                 rel = take["frame_aligned_videos"][cam]
-            except (KeyError, TypeError, SourceError):
+            except (KeyError, TypeError, AttributeError, SourceError):
                 continue  # takes without an Aria ego stream carry none of our modalities
-            rgb = next((s for s in rel.values() if isinstance(s, dict) and (s.get("stream_id") == aria.RGB_STREAM
-                        or s.get("readable_stream_id") == "rgb")), None)
-            if rgb is None or not rgb.get("relative_path"):
+            try:
+                rgb = next((s for s in rel.values() if isinstance(s, dict) and (s.get("stream_id") == aria.RGB_STREAM
+                            or s.get("readable_stream_id") == "rgb")), None)
+                if rgb is None or not rgb.get("relative_path"):
+                    continue
+                capture = (take.get("capture") or {}).get("capture_name") or re.sub(r"_\d+$", "", name)
+                take_dir = root / take.get("root_dir", f"takes/{name}")
+                meta = {"root": str(root), "take_dir": str(take_dir), "cam": cam, "capture": capture,
+                        "video": str(take_dir / rgb["relative_path"]),
+                        "start": int(take["timesync_start_idx"]), "end": int(take["timesync_end_idx"])}
+                split = splits.get(take.get("take_uid", ""), "train")
+            except (KeyError, TypeError, ValueError, AttributeError) as e:  # a malformed entry of takes.json
+                refs.append(bad_sequence(self.name, str(name), takes_path, f"take {name!r}: malformed entry ({e!r})"))
                 continue
-            capture = (take.get("capture") or {}).get("capture_name") or re.sub(r"_\d+$", "", name)
-            take_dir = root / take.get("root_dir", f"takes/{name}")
-            meta = {"root": str(root), "take_dir": str(take_dir), "cam": cam, "capture": capture,
-                    "video": str(take_dir / rgb["relative_path"]),
-                    "start": int(take["timesync_start_idx"]), "end": int(take["timesync_end_idx"])}
-            split = splits.get(take.get("take_uid", ""), "train")
             refs.append(SequenceRef(self.name, name, str(take_dir), split=split, meta=meta))
         return sorted(refs, key=lambda r: r.sequence)
 
@@ -92,7 +98,7 @@ class EgoExo4DAdapter(Adapter):
         try:
             return {k: ("val" if v == "val" else "test" if v == "test" else "train")
                     for k, v in json.loads(p.read_text()).get("take_uid_to_split", {}).items()}
-        except (json.JSONDecodeError, AttributeError) as e:
+        except (OSError, ValueError, AttributeError) as e:  # unreadable, not JSON (or not UTF-8), not an object
             raise SourceError(p, f"unreadable splits file ({e})") from e
 
     @staticmethod

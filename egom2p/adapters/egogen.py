@@ -24,7 +24,7 @@ import numpy as np
 from .. import geometry as geo
 from ..render.gaze import OCCLUSION_TOLERANCE_M, project_fixations
 from ..render.layout import RenderLayoutError, load_array, read_manifest, read_rgb
-from .base import Adapter, RawSequence, SequenceRef, SourceError
+from .base import Adapter, RawSequence, SequenceRef, SourceError, bad_sequence
 
 
 def project_gaze(c2w_cv: np.ndarray, intrinsics, width: int, height: int, points: np.ndarray, valid: np.ndarray,
@@ -37,6 +37,11 @@ def project_gaze(c2w_cv: np.ndarray, intrinsics, width: int, height: int, points
 
 
 VAL_EVERY = 4
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    """A path inside a hidden folder (``.partial-*``: a sequence the renderer is still writing)."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
 def split_of(index) -> str:
@@ -52,36 +57,44 @@ class EgoGenAdapter(Adapter):
     version = "1"
     modalities = ("rgb", "depth", "gaze", "cam")
     default_depth = "render"
+    layout = ("<raw>/<sequence>/{manifest.json, rgb.mp4, depth.npy, c2w_opengl.npy, intrinsics.json, gaze_*.npy} "
+              "(`egom2p render egogen --out DIR`)")
 
     def discover(self, raw_root) -> list[SequenceRef]:
-        """Complete sequences under ``raw_root``; every 4th sequence of a render is held out (see split_of)."""
+        """Complete sequences under ``raw_root``; every 4th sequence of a render is held out (see split_of).
+
+        Sequence folders are those at the level where manifests are found (``*/`` or ``*/*/``; hidden
+        ``.partial-*`` folders of a render in progress are skipped); one there without a readable
+        manifest is returned as a bad sequence (quarantined by curation).
+        """
         root = Path(raw_root)
         if not root.is_dir():
             raise SourceError(root, "EgoGen render folder not found (make one with: egom2p render egogen --out DIR)")
-        seq_dirs = []
-        if (root / "manifest.json").is_file():
-            seq_dirs.append(root)
-        else:
-            for depth in ("*", "*/*"):
-                for m in sorted(root.glob(f"{depth}/manifest.json")):
-                    if not any(part.startswith(".partial-") for part in m.relative_to(root).parts):
-                        seq_dirs.append(m.parent)
-                if seq_dirs:
-                    break
+        seq_dirs = [root] if (root / "manifest.json").is_file() else []
+        for depth in ("*", "*/*"):
+            if seq_dirs:
+                break
+            if any(not _hidden(m, root) for m in root.glob(f"{depth}/manifest.json")):
+                seq_dirs = sorted(d for d in root.glob(depth) if d.is_dir() and not _hidden(d, root))
         if not seq_dirs:
             partial = sorted(p.name for p in root.glob(".partial-*"))
             hint = f" (incomplete: {', '.join(partial[:5])})" if partial else ""
             raise SourceError(root, "no complete EgoGen sequence (no */manifest.json)" + hint)
         refs = []
         for d in seq_dirs:
+            name = d.relative_to(root).as_posix() if d != root else d.name
             try:
                 man = read_manifest(d)
+                meta = {"num_frames": int(man["num_frames"]), "seed": man.get("seed"), "index": man.get("index")}
             except RenderLayoutError as e:
-                raise SourceError(e.path, e.problem) from e
-            rel = d.relative_to(root).as_posix() if d != root else man.get("name", d.name)
+                refs.append(bad_sequence(self.name, name, e.path, e.problem))
+                continue
+            except (OSError, KeyError, TypeError, ValueError, AttributeError) as e:
+                refs.append(bad_sequence(self.name, name, d / "manifest.json", f"unreadable manifest ({e!r})"))
+                continue
+            rel = name if d != root else man.get("name", d.name)
             refs.append(SequenceRef(dataset=self.name, sequence=rel, path=str(d), split=split_of(man.get("index")),
-                                    meta={"num_frames": int(man["num_frames"]), "seed": man.get("seed"),
-                                          "index": man.get("index")}))
+                                    meta=meta))
         return refs
 
     def load(self, ref: SequenceRef) -> RawSequence:

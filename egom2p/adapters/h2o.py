@@ -54,6 +54,7 @@ class H2OAdapter(Adapter):
     version = "1"
     modalities = ("rgb", "depth", "cam")
     default_depth = "sensor"  # H2O has registered sensor depth; the paper uses it directly
+    layout = "<raw>/subject*/<scene>/<idx>/cam4/{rgb/, depth/, cam_pose/, cam_intrinsics.txt}"
 
     def discover(self, raw_root: Path) -> list[SequenceRef]:
         root = Path(raw_root)

@@ -58,6 +58,8 @@ class HOI4DAdapter(Adapter):
     version = "1"
     modalities = ("rgb", "depth", "cam")
     default_depth = "sensor"  # its sensor depth is the ground truth of the video-depth evaluation
+    layout = ("<raw>/{HOI4D_release/.../<sequence>/{align_rgb/image.mp4, align_depth/depth_video.avi}, "
+              "HOI4D_annotations/, camera_params/}")
 
     def discover(self, raw_root: Path) -> list[SequenceRef]:
         root = Path(raw_root)

@@ -103,6 +103,8 @@ class HoloAssistAdapter(Adapter):
     version = "1"
     modalities = ("rgb", "gaze", "cam")
     default_depth = "rollingdepth"  # the paper pseudo-labels HoloAssist depth with RollingDepth
+    layout = ("<raw>/<session>/Export_py/{Video_pitchshift.mp4, Video/{Pose_sync,Intrinsics,VideoMp4Timing}.txt, "
+              "Eyes/Eyes_sync.txt}, optional <raw>/data_split/*.txt")
 
     def discover(self, raw_root: Path) -> list[SequenceRef]:
         root = Path(raw_root)
@@ -112,7 +114,11 @@ class HoloAssistAdapter(Adapter):
         for split, fname in SPLIT_FILES.items():
             f = root / "data_split" / fname
             if f.is_file():
-                splits.update({line.strip(): split for line in f.read_text().splitlines() if line.strip()})
+                try:
+                    lines = f.read_text().splitlines()
+                except (OSError, UnicodeDecodeError) as e:
+                    raise SourceError(f, f"unreadable split list ({e})") from e
+                splits.update({line.strip(): split for line in lines if line.strip()})
         refs = []
         for d in sorted(p for p in root.iterdir() if (p / "Export_py").is_dir()):
             refs.append(SequenceRef(dataset=self.name, sequence=d.name, path=str(d),

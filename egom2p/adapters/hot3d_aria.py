@@ -33,7 +33,7 @@ import numpy as np
 from .. import geometry as geo
 from ..safeio import iter_tar_members
 from . import aria
-from .base import Adapter, RawSequence, SequenceRef, SourceError
+from .base import Adapter, RawSequence, SequenceRef, SourceError, bad_sequence
 
 TEST_PARTICIPANTS = {"P0004", "P0005", "P0006", "P0008", "P0016", "P0020"}
 VAL_PARTICIPANTS = {"P0001", "P0014"}
@@ -61,6 +61,8 @@ def _participant_split(name: str) -> str:
 class Hot3DAdapter(Adapter):
     version = "1"
     default_depth = "rollingdepth"  # paper: RollingDepth pseudo-labels (needs a checkpoint folder)
+    layout = ("HOT3D-Clips <raw>/{train,test}_<device>/clip-<ID>.tar, or VRS sequences "
+              "<raw>/P####_*/{metadata.json, recording.vrs, headset_trajectory.csv}")
 
     def __init__(self, device: str = "Aria", stream: str | None = None):
         if device not in DEVICES:
@@ -94,9 +96,11 @@ class Hot3DAdapter(Adapter):
                 continue
             try:
                 meta = json.loads(meta_path.read_text())
-            except json.JSONDecodeError as e:
-                raise SourceError(meta_path, f"not valid JSON ({e})") from e
-            if meta.get("headset") != self.device:
+                headset = meta.get("headset")
+            except (OSError, ValueError, AttributeError) as e:  # unreadable, not JSON, not an object
+                refs.append(bad_sequence(self.name, seq.name, meta_path, f"unreadable metadata ({e}): headset unknown"))
+                continue
+            if headset != self.device:
                 continue
             refs.append(SequenceRef(self.name, seq.name, str(seq), split=_participant_split(seq.name),
                                     meta={"layout": "vrs"}))

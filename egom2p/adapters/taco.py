@@ -81,6 +81,8 @@ class TacoAdapter(Adapter):
     version = "1"
     modalities = ("rgb", "depth", "cam")  # depth: the sensor video (read_depth), usable with --depth sensor
     default_depth = "rollingdepth"  # the paper pseudo-labels TACO with RollingDepth
+    layout = ("<raw>/{Egocentric_RGB_Videos,Egocentric_Depth_Videos,Egocentric_Camera_Parameters}/<triplet>/<seq>/ "
+              "(color.mp4, egocentric_depth.avi, egocentric_intrinsic.txt, egocentric_frame_extrinsic.npy)")
 
     def discover(self, raw_root: Path) -> list[SequenceRef]:
         root = Path(raw_root)

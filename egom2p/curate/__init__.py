@@ -1,12 +1,13 @@
 """Curation: raw datasets -> standard clips tables (split -> annotate -> standardize -> encode -> write).
 
 * :mod:`.stages`: each stage as a pure function (no Ray, no Prefect);
-* :mod:`.ray_ops`: the Ray Data operators wrapping them;
-* :mod:`.pipeline`: :class:`CurationRun`, one run step by step (resumable, one writer per dataset);
+* :mod:`.ops`: the same stages as :class:`egom2p.runner.Stage` s (Arrow batches; on Ray Data or locally);
+* :mod:`.pipeline`: the steps of one run as functions of plain parameters, and :class:`CurationRun`
+  chaining them (resumable, idempotent, workers write);
 * :mod:`.quarantine`: what failed, where and why (``OUT/<dataset>.quarantine.jsonl``);
 * :mod:`.summary`: the run summary with per-modality coverage (``OUT/<dataset>.summary.json``).
 
-The Prefect flow ``curate`` (``flows/curate.py``) and ``egom2p curate`` drive :class:`CurationRun`.
+The Prefect flow ``curate`` (``egom2p/flows/curate.py``) and ``egom2p curate`` drive :class:`CurationRun`.
 """
 
 from .config import CurateConfig

@@ -2,8 +2,11 @@
 
 One JSON object per line in ``OUT/<dataset>.quarantine.jsonl``; the file is append-only (each
 line is flushed and fsynced as it is written, so a killed run keeps its records) and every record
-carries the ``run_id`` of the run that wrote it. A re-run retries quarantined items (they are not
-in the clips table); if they fail again they are recorded again under the new run id.
+carries the ``run_id`` of the run that wrote it. On an object store (``OUT`` an ``s3://`` URI),
+where objects cannot be appended to, each flush writes one immutable part
+``OUT/<dataset>.quarantine.jsonl.parts/<run_id>-<n>.jsonl``; :func:`read_quarantine` reads either
+form. A re-run retries quarantined items (they are not in the clips table); if they fail again they
+are recorded again under the new run id.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .. import storage
 from ..adapters.base import SequenceRef, SourceError
 from ..clip import ClipValidationError
 from ..video import VideoError
@@ -73,33 +77,57 @@ class QuarantineRecord:
 
 
 class QuarantineLog:
-    """Appends records to the JSONL file (durably, one line per record)."""
+    """Appends records to the JSONL file (durably, one line per record), or to parts on an object store."""
 
-    def __init__(self, path: str | os.PathLike, run_id: str):
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike, run_id: str, options: dict | None = None):
+        self.path = os.fspath(path)
         self.run_id = run_id
+        self.options = options
         self.count = 0
         self.by_stage: dict[str, int] = {}
+        self._pending: list[str] = []
+        self._parts = 0
 
     def add(self, rec: QuarantineRecord) -> None:
         if not rec.run_id:
             rec.run_id = self.run_id
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(rec.to_json() + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        if storage.is_uri(self.path):
+            self._pending.append(rec.to_json())
+        else:
+            p = Path(self.path)
+            p.parent.mkdir(parents=True, exist_ok=True)
+            with open(p, "a", encoding="utf-8") as f:
+                f.write(rec.to_json() + "\n")
+                f.flush()
+                os.fsync(f.fileno())
         self.count += 1
         self.by_stage[rec.stage] = self.by_stage.get(rec.stage, 0) + 1
 
+    def flush(self) -> None:
+        """Write the records added since the last flush as one part (object stores; a no-op for local files)."""
+        if self._pending:
+            part = storage.join(self.path + ".parts", f"{self.run_id}-{self._parts:06d}.jsonl")
+            storage.write_bytes(part, ("\n".join(self._pending) + "\n").encode(), self.options)
+            self._parts += 1
+            self._pending = []
 
-def read_quarantine(path: str | os.PathLike, run_id: str | None = None) -> list[QuarantineRecord]:
+
+def read_quarantine(path: str | os.PathLike, run_id: str | None = None,
+                    options: dict | None = None) -> list[QuarantineRecord]:
     """Records of the quarantine file (optionally of one run); a torn last line (killed writer) is ignored."""
+    if storage.is_uri(path):
+        text = "".join(storage.read_bytes(p, options).decode("utf-8")
+                       for p in storage.list_files(os.fspath(path) + ".parts", options))
+        return _parse(text, os.fspath(path), run_id)
     p = Path(path)
     if not p.exists():
         return []
+    return _parse(p.read_text(encoding="utf-8"), str(p), run_id)
+
+
+def _parse(text: str, p: str, run_id: str | None) -> list[QuarantineRecord]:
     out = []
-    lines = p.read_text(encoding="utf-8").splitlines()
+    lines = text.splitlines()
     for i, line in enumerate(lines):
         if not line.strip():
             continue

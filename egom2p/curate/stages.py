@@ -1,35 +1,31 @@
-"""The curation stages as pure functions (no Ray, no Prefect): discover -> split -> annotate -> standardize -> encode -> write.
+"""The curation stages as pure functions (no Ray, no Prefect): discover -> split -> annotate -> standardize -> encode.
 
 * :func:`discover`: the sequences of a raw root (first ``limit``), via the dataset's adapter.
 * :func:`split`: a sequence -> the start frames of its 2-second windows that are not yet in the
   clips table, grouped into :class:`WorkChunk` units (the check for finished clip ids happens here,
   before any decoding or annotation, so a re-run does no expensive work for finished clips).
-* :func:`annotate`: a chunk's windows -> :class:`~egom2p.standardize.DepthAnnotation` per window.
+* :func:`annotate`: a chunk's windows -> :class:`~egom2p.standardize.DepthAnnotation` per window
+  (:func:`annotate_chunk`: the same, failures turned into quarantine records).
 * :func:`standardize_window`: one window (+ its depth) -> a validated standard :class:`Clip`.
-* :func:`encode`: a clip -> a row of the clips table (H.264 RGB, compressed depth).
-* :func:`write`: rows -> appended to the clips table (ids already there are skipped).
+* :func:`encode`: a clip -> a row of the clips table (H.264 RGB, compressed depth)
+  (:func:`standardize_chunk`: both for a chunk's windows, failures turned into quarantine records).
 
-:func:`process_chunk` runs annotate -> standardize -> encode for one chunk and turns failures into
-:class:`~egom2p.curate.quarantine.QuarantineRecord` s; the Ray wrappers (:mod:`egom2p.curate.ray_ops`)
-and the serial runner call the same functions.
+Writing is :func:`egom2p.clips.write_table`. The runner stages in :mod:`egom2p.curate.ops` wrap
+these functions (Arrow batches in and out) for :class:`egom2p.runner.Runner`, on Ray or locally.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-
 from ..adapters.base import Adapter, RawSequence, SequenceRef, SourceError
 from ..annotators.base import Annotator
 from ..clip import Clip, make_clip_id
-from ..clips import CLIPS_SCHEMA, clip_to_row, write_rows
+from ..clips import clip_to_row
 from ..modalities import CLIP_FRAMES
 from ..standardize import DepthAnnotation, clip_starts, standardize
 from .quarantine import QuarantineRecord
@@ -72,16 +68,36 @@ class SplitResult:
 
 # ------------------------------------------------------------------------------------- discover
 def discover(adapter: Adapter, raw: str | os.PathLike, limit: int | None = None) -> list[SequenceRef]:
-    """The sequences under ``raw`` in the adapter's (deterministic) order, the first ``limit`` of them."""
+    """The sequences under ``raw`` in the adapter's (deterministic) order, the first ``limit`` of them.
+
+    Sequences the adapter found but cannot use come back with ``ref.problem`` set (the run quarantines
+    them and goes on). A root that holds no sequence of the dataset at all raises one SourceError
+    naming the root and the layout the adapter expects.
+    """
     root = Path(raw)
     if not root.exists():
         raise SourceError(root, f"raw root of dataset {adapter.name!r} does not exist")
-    refs = list(adapter.discover(root))
+    try:
+        refs = list(adapter.discover(root))
+    except SourceError as e:
+        problem = e.problem if e.path == str(root) else str(e)
+        raise SourceError(root, f"cannot list {adapter.name} sequences: {problem}; "
+                                f"expected {expected_layout(adapter)}") from None
+    except Exception as e:  # noqa: BLE001 - an unreadable folder or file while walking the root
+        raise SourceError(root, f"cannot list {adapter.name} sequences: {type(e).__name__}: {e}") from e
+    if not refs:
+        raise SourceError(root, f"no {adapter.name} sequence found; expected {expected_layout(adapter)}")
     names = [r.sequence for r in refs]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})[:5]
         raise SourceError(root, f"adapter {adapter.name!r} found duplicate sequence names {dup}: clip ids would collide")
     return refs[:limit] if limit is not None else refs
+
+
+def expected_layout(adapter: Adapter) -> str:
+    """The raw layout the adapter expects, for error messages."""
+    card = f"the dataset card datasets/{adapter.name}.yaml"
+    return f"{adapter.layout} (see {card})" if adapter.layout else f"the layout of {card}"
 
 
 # ---------------------------------------------------------------------------------------- split
@@ -117,6 +133,8 @@ def load_sequence(adapter: Adapter, ref: SequenceRef, cache: bool = True) -> Raw
     key = f"{adapter.name}|{ref_to_json(ref)}"
     if cache and key in _SEQ_CACHE:
         return _SEQ_CACHE[key]
+    if ref.problem:
+        raise SourceError(ref.path, ref.problem)
     seq = adapter.load(ref)
     if seq.num_frames <= 0:
         raise SourceError(ref.path, "sequence has no frames")
@@ -146,24 +164,6 @@ def annotate(annotator: Annotator, seq: RawSequence, starts: list[int],
     return out
 
 
-def depth_to_bytes(ann: DepthAnnotation | None) -> bytes:
-    """A depth annotation as .npy bytes (for passing between Ray operators); b'' for None."""
-    if ann is None:
-        return b""
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(ann.values, dtype=np.float32), allow_pickle=False)
-    return json.dumps({"kind": ann.kind, "source": ann.source}).encode() + b"\n" + buf.getvalue()
-
-
-def depth_from_bytes(blob: bytes) -> DepthAnnotation | None:
-    if not blob:
-        return None
-    head, _, body = bytes(blob).partition(b"\n")
-    meta = json.loads(head)
-    values = np.load(io.BytesIO(body), allow_pickle=False)
-    return DepthAnnotation(values=values, kind=meta["kind"], source=meta["source"])
-
-
 # ---------------------------------------------------------------------------------- standardize
 def standardize_window(seq: RawSequence, start: int, depth: DepthAnnotation | None, size: int,
                        adapter_version: str = "1") -> Clip:
@@ -181,37 +181,7 @@ def row_modalities(row: dict) -> tuple[str, ...]:
     return tuple(m for m, col in MODALITY_COLUMNS.items() if row.get(col) is not None)
 
 
-def row_to_ipc(row: dict) -> bytes:
-    """One clips-table row as Arrow IPC stream bytes (how rows travel from Ray workers to the writer)."""
-    table = pa.Table.from_pylist([row], schema=CLIPS_SCHEMA)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, CLIPS_SCHEMA) as w:
-        w.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
-def rows_from_ipc(blobs: list[bytes]) -> list[dict]:
-    out = []
-    for b in blobs:
-        out.extend(pa.ipc.open_stream(pa.py_buffer(b)).read_all().to_pylist())
-    return out
-
-
-# ---------------------------------------------------------------------------------------- write
-def write(table_path: str | os.PathLike, rows: list[dict]) -> int:
-    """Append rows to the clips table; ids already present are skipped. Returns rows written."""
-    return write_rows(table_path, rows)
-
-
 # ------------------------------------------------------------------------------ one work chunk
-@dataclass
-class ChunkOutput:
-    """What one chunk produced: encoded rows and quarantine records."""
-
-    rows: list[dict] = field(default_factory=list)
-    quarantined: list[QuarantineRecord] = field(default_factory=list)
-
-
 def annotate_chunk(adapter: Adapter, annotator: Annotator, chunk: WorkChunk
                    ) -> tuple[dict[int, DepthAnnotation | None], list[QuarantineRecord]]:
     """Annotate stage for one chunk: depth per start, or quarantine records for every window on failure."""
@@ -241,15 +211,3 @@ def standardize_chunk(adapter: Adapter, chunk: WorkChunk, depths: dict[int, Dept
             yield encode(clip)
         except Exception as e:  # noqa: BLE001
             yield QuarantineRecord.from_exception("encode", chunk.ref, e, clip_id=cid)
-
-
-def process_chunk(adapter: Adapter, annotator: Annotator, chunk: WorkChunk, size: int) -> ChunkOutput:
-    """annotate -> standardize -> encode for one chunk, without Ray."""
-    out = ChunkOutput()
-    depths, q = annotate_chunk(adapter, annotator, chunk)
-    if q:
-        out.quarantined.extend(q)
-        return out
-    for item in standardize_chunk(adapter, chunk, depths, size):
-        (out.quarantined if isinstance(item, QuarantineRecord) else out.rows).append(item)
-    return out

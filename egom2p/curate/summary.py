@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
+from .. import storage, tables
 from ..modalities import MODALITIES
 
 
@@ -25,7 +25,7 @@ class RunSummary:
     finished: str = ""
     duration_s: float = 0.0
     sequences_seen: int = 0  # discovered (after --limit)
-    sequences_failed: int = 0  # quarantined at split (could not be opened)
+    sequences_failed: int = 0  # quarantined at discover or split (unusable or could not be opened)
     windows: int = 0  # 2-second windows in the sequences seen
     clips_planned: int = 0  # windows not yet in the table at the start of the run
     clips_written: int = 0
@@ -45,12 +45,9 @@ class RunSummary:
         d["coverage_fraction"] = self.coverage_fraction()
         return d
 
-    def write_json(self, path: str | os.PathLike) -> None:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix(p.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, p)  # readers never see a half-written summary
+    def write_json(self, path: str | os.PathLike, options: dict | None = None) -> None:
+        """Write the summary (a local path or an object-store URI); readers never see a half-written one."""
+        storage.write_bytes(path, (json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n").encode(), options)
 
     def to_markdown(self) -> str:
         frac = self.coverage_fraction()
@@ -87,8 +84,10 @@ class RunSummary:
             text += "\n  quarantined by stage: " + ", ".join(f"{k} {v}" for k, v in sorted(self.quarantined_by_stage.items()))
         return text
 
-    def plot(self, path: str | os.PathLike) -> None:
-        """Coverage bars (clips per modality, like the paper's Table 1) as a PNG."""
+    def plot(self, path: str | os.PathLike, options: dict | None = None) -> None:
+        """Coverage bars (clips per modality, like the paper's Table 1) as a PNG (a local path or a URI)."""
+        import io
+
         import matplotlib
 
         matplotlib.use("Agg")
@@ -102,20 +101,22 @@ class RunSummary:
         ax.set_ylim(0, max(1, self.table_clips) * 1.15)
         ax.set_title(f"{self.dataset}: {self.table_clips} clips, {self.quarantined} quarantined this run")
         fig.tight_layout()
-        fig.savefig(path)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
         plt.close(fig)
+        storage.write_bytes(path, buf.getvalue(), options)
 
 
-def table_coverage(table_path: str, dataset: str) -> tuple[int, dict[str, int], int | None]:
+def table_coverage(table_path: str, dataset: str, options: dict | None = None) -> tuple[int, dict[str, int], int | None]:
     """(clips of ``dataset`` in the table, {modality: clips having it}, Lance version); zeros if no table."""
-    if not os.path.exists(table_path):
+    if not tables.exists(table_path, options):
         return 0, {m: 0 for m in MODALITIES}, None
-    import lance
     import pyarrow.compute as pc
 
     from ..clips import clips_index
 
-    index = clips_index(table_path)
+    version = int(tables.open_table(table_path, options=options).version)
+    index = clips_index(table_path, version=version, options=options)
     index = index.filter(pc.equal(index.column("dataset"), dataset))
     cov = {m: int(pc.sum(index.column(f"has_{m}")).as_py() or 0) for m in MODALITIES}
-    return index.num_rows, cov, lance.dataset(table_path).version
+    return index.num_rows, cov, version

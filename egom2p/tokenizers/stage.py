@@ -1,16 +1,22 @@
-"""The tokenize stage: standard clips -> token DB rows (a pure function), and its Ray Data actor.
+"""The tokenize stage: standard clips -> token DB rows (a pure function), its runner stages, and one tokenize run.
 
 :func:`tokenize_clips` is the pure stage: clips + tokenizers -> rows for
 :func:`egom2p.tokendb.rows_to_table`. A clip without a modality (or without any valid gaze frame, or
 whose modality has no tokenizer) gets ``None`` for it: a null column in the DB, never zeros.
 
-:class:`TokenizeActor` is the thin Ray wrapper: a callable class for ``Dataset.map_batches`` that
-loads the tokenizers once per actor (on the GPU when the actor holds one), reads its batch of clip
-ids from the clips table at a fixed Lance version and returns an Arrow table of token rows.
+Runner stages (:class:`egom2p.runner.Stage`, on Ray Data or in this process):
 
-:class:`TokenizeRun` drives one run (used by the Prefect flow ``flows/tokenize.py``): checks the
-inputs (fail fast), finds the clips still missing from the DB (resumable), streams token rows from
-Ray and commits them to the token DB in chunks, each commit a Lance version with lineage.
+* :class:`TokenizeStage` (a pool of actors: each loads the tokenizers once, on a GPU when it holds
+  one): clips-table rows (Arrow, read by Ray Data's Lance reader at the pinned version) -> token
+  rows carrying their lineage (the clips table and version);
+* :class:`WriteTokensStage` (tasks, ``commit_every`` rows per call): inserts the token rows into the
+  DB from the worker, exactly once per clip id, one Lance version per call; returns one status row
+  per clip.
+
+:class:`TokenizeRun` drives one run (the Prefect flow :mod:`egom2p.flows.tokenize` calls its steps):
+checks the inputs (fail fast) and registers the tokenizers in the DB, plans per clips table the
+clips still missing from the DB (ids read once; only the fragments holding them are read),
+runs the two stages, and at the end compacts the DB and updates its ``clip_id`` index.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import pyarrow as pa
 
 from ..clip import Clip
 from ..modalities import MODALITIES, Registry
+from ..runner import CPU_COLUMN, LanceSource, Resources, Runner, Stage
+from ..tokenize_config import TokenizeConfig
 from . import Tokenizer, TokenizerError, load_tokenizers
 
 
@@ -54,41 +62,75 @@ def tokenize_clips(clips: Sequence[Clip], tokenizers: dict[str, Tokenizer], batc
     return rows
 
 
-class TokenizeActor:
-    """Ray Data ``map_batches`` callable: a batch of clip ids -> an Arrow table of token rows."""
+def clip_columns(modalities: Sequence[str]) -> list[str]:
+    """The clips-table columns that tokenizing ``modalities`` reads (the big payloads only when needed)."""
+    from ..clips import CLIPS_SCHEMA
 
-    def __init__(self, tokenizers_dir: str, registry: str, clips_path: str, clips_version: int,
-                 device: str = "cpu", threads: int = 1, modalities: list[str] | None = None):
+    skip = {"rgb": ["rgb_mp4"], "depth": ["depth_f16"], "gaze": ["gaze", "gaze_valid"], "cam": ["cam"]}
+    drop = {c for m, cols in skip.items() if m not in modalities for c in cols}
+    return [n for n in CLIPS_SCHEMA.names if n not in drop]
+
+
+class TokenizeStage(Stage):
+    """Clips-table rows -> token rows (only the clips of ``todo``); tokenizers loaded once per actor."""
+
+    name = "tokenize"
+
+    def __init__(self, tokenizers_dir: str, registry: Registry, modalities: list[str], source: dict,
+                 todo: frozenset[str] | None = None, device: str = "cpu", threads: int = 1, batch_size: int = 8,
+                 actors: int = 1, gpus: float = 0.0):
+        from ..tokendb import token_schema
+
+        self.tokenizers_dir, self.registry, self.modalities = tokenizers_dir, registry, list(modalities)
+        self.source, self.todo, self.device, self.threads, self.batch_size = source, todo, device, threads, batch_size
+        self.output_schema = token_schema(registry)
+        self.resources = Resources(cpus=1, gpus=gpus, actors=actors, batch_size=batch_size)
+        self.tokenizers: dict[str, Tokenizer] = {}
+
+    def setup(self) -> None:
         import torch
 
-        if device == "cpu":
-            torch.set_num_threads(threads)
-        self.tokenizers = load_tokenizers(tokenizers_dir, registry=registry, device=device, modalities=modalities)
-        self.registry = next(iter(self.tokenizers.values())).registry
-        self.clips_path, self.clips_version = clips_path, clips_version
+        if self.device == "cpu":
+            torch.set_num_threads(self.threads)
+        self.tokenizers = load_tokenizers(self.tokenizers_dir, registry=self.registry.config, device=self.device,
+                                          modalities=self.modalities)
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        from ..clips import read_clips
+    def process(self, batch: pa.Table) -> pa.Table:
+        from ..clips import row_to_clip
         from ..tokendb import rows_to_table
 
+        rows = batch.to_pylist()
+        if self.todo is not None:
+            rows = [r for r in rows if r["clip_id"] in self.todo]
+        clips = [row_to_clip(r, decode_rgb="rgb" in self.tokenizers, decode_depth_="depth" in self.tokenizers)
+                 for r in rows]
+        return rows_to_table(tokenize_clips(clips, self.tokenizers, self.batch_size), self.registry, self.source)
+
+
+WRITE_STATUS = pa.schema([("clip_id", pa.string()), ("written", pa.bool_()), ("version", pa.int64()),
+                          ("worker", pa.string())])
+
+
+class WriteTokensStage(Stage):
+    """Insert token rows into the DB from the worker (one Lance version per call); one status row per clip."""
+
+    name = "write-tokens"
+    output_schema = WRITE_STATUS
+
+    def __init__(self, db: str, registry: Registry, commit_every: int, options: dict | None = None):
+        self.db, self.registry, self.options = db, registry, options
+        # little CPU (the rows are ready); at most two commits at a time, beside actors that may hold every CPU
+        self.resources = Resources(cpus=0.0, batch_size=commit_every, max_tasks=2)
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        from ..runner import worker_id
+        from ..tokendb import insert_tokens
+
+        res = insert_tokens(self.db, batch, self.registry, options=self.options)
+        present = set(res.present)
         ids = batch.column("clip_id").to_pylist()
-        clips = list(read_clips(self.clips_path, ids=ids, version=self.clips_version))
-        return rows_to_table(tokenize_clips(clips, self.tokenizers), self.registry)
-
-
-@dataclass
-class TokenizeConfig:
-    clips: list[str]  # clips tables (DIR/<dataset>.lance)
-    tokenizers: str  # directory with rgb/ depth/ gaze/ cam/ checkpoints
-    out: str  # tokens/<name>.lance
-    modalities: list[str] | None = None  # default: every tokenizer found
-    batch_size: int = 8  # clips per actor call
-    commit_every: int = 256  # clips per Lance commit (one version each)
-    limit: int | None = None  # at most this many new clips per clips table
-    device: str = "auto"  # auto: GPU actors when a GPU is present
-    actors: int | None = None  # default: CPUs (CPU) or GPUs (GPU)
-    num_cpus: int | None = None  # for a local Ray
-    use_ray: bool = True
+        return pa.table({"clip_id": ids, "written": [i not in present for i in ids], "version": [res.version] * len(ids),
+                         "worker": [worker_id()] * len(ids)}, schema=WRITE_STATUS)
 
 
 @dataclass
@@ -99,10 +141,11 @@ class TableResult:
     already: int
     added: int = 0
     versions: list[int] = field(default_factory=list)
+    workers: dict = field(default_factory=dict)  # rows written per worker process ("<Ray node id>:<pid>")
 
 
 class TokenizeRun:
-    """One tokenize run: prepare (fail fast) -> per clips table: plan missing clips -> tokenize -> commit."""
+    """One tokenize run: prepare (fail fast) -> per clips table: plan missing clips -> tokenize + write -> finalize."""
 
     def __init__(self, config: TokenizeConfig, log: Callable[[str], None] = print):
         self.config = config
@@ -110,16 +153,22 @@ class TokenizeRun:
         self.tokenizers: dict[str, Tokenizer] = {}
         self.registry: Registry | None = None
         self.results: list[TableResult] = []
-        self._started_ray = False
+        self.runner = Runner("ray" if config.use_ray else "local", config.num_cpus)
 
-    def prepare(self) -> None:
-        """Load the tokenizers, check every clips table and the existing DB; raise before any work."""
-        from ..clips import ClipsTableError, _open
-        from ..tokendb import open_token_db
-
+    def load(self) -> None:
+        """Load the tokenizers here (identities and registry; the actors load their own copies)."""
         cfg = self.config
         self.tokenizers = load_tokenizers(cfg.tokenizers, device="cpu", modalities=cfg.modalities)
         self.registry = next(iter(self.tokenizers.values())).registry
+
+    def prepare(self) -> None:
+        """Load the tokenizers, check every clips table and the existing DB, register the tokenizers; raise before any work."""
+        from ..clips import ClipsTableError, open_clips
+        from ..tables import exists
+        from ..tokendb import open_token_db, prepare_db
+
+        cfg = self.config
+        self.load()
         self.log(f"tokenizers ({self.registry.config} registry): " +
                  ", ".join(f"{m}={t.identity['kind']}:{t.identity['sha256'][:12]}" for m, t in self.tokenizers.items()))
         missing = [m for m in MODALITIES if m not in self.tokenizers]
@@ -129,124 +178,120 @@ class TokenizeRun:
             raise TokenizerError("no clips table given")
         for p in cfg.clips:
             try:
-                _open(p)
+                open_clips(p, options=cfg.options(p))
             except ClipsTableError as e:
                 raise ClipsTableError(f"refusing to tokenize {p}: {e}") from e
-        if os.path.exists(cfg.out):
-            db = open_token_db(cfg.out)
+        if exists(cfg.out, cfg.options(cfg.out)):
+            db = open_token_db(cfg.out, options=cfg.options(cfg.out))
             db.registry.check_compatible(self.registry, what=f"token DB {cfg.out} (tokenizers in {cfg.tokenizers})")
             for m, t in self.tokenizers.items():
                 have = db.tokenizers.get(m)
                 if have and have.get("sha256") != t.identity["sha256"]:
                     raise TokenizerError(f"{cfg.out}: {m} was tokenized with checkpoint sha256 {have['sha256'][:12]}..., "
                                          f"{cfg.tokenizers}/{m} has {t.identity['sha256'][:12]}...; write a new token DB")
+        # creates the DB if needed (atomically) and registers the tokenizers (a conflict-checked commit)
+        prepare_db(cfg.out, self.registry, self._identities(), cfg.options(cfg.out))
 
-    def plan(self, clips_path: str) -> tuple[TableResult, list[str]]:
-        """(result stub, clip ids of the table still missing from the DB, in table order)."""
-        import lance
+    def plan(self, clips_path: str) -> tuple[TableResult, list[str], list[int]]:
+        """(result stub, clip ids of the table still missing from the DB in table order, fragments holding them)."""
+        import pyarrow.compute as pc
 
-        from ..clips import clips_index
+        from ..clips import open_clips
         from ..tokendb import existing_ids
 
-        version = int(lance.dataset(clips_path).version)
-        ids = clips_index(clips_path, version=version).column("clip_id").to_pylist()
-        have = existing_ids(self.config.out)
-        todo = [i for i in ids if i not in have]
-        if self.config.limit is not None:
-            todo = todo[: self.config.limit]
-        return TableResult(clips_path, version, len(ids), len(ids) - len([i for i in ids if i not in have])), todo
+        cfg = self.config
+        ds = open_clips(clips_path, options=cfg.options(clips_path))
+        version = int(ds.version)
+        t = ds.to_table(columns=["clip_id"], with_row_address=True)
+        ids = t.column("clip_id").to_pylist()
+        have = existing_ids(cfg.out, cfg.options(cfg.out))
+        keep = [i for i, c in enumerate(ids) if c not in have]
+        if cfg.limit is not None:
+            keep = keep[: cfg.limit]
+        frags = pc.shift_right(t.column("_rowaddr").take(pa.array(keep, pa.int64())), 32).to_pylist() if keep else []
+        todo = [ids[i] for i in keep]
+        already = sum(1 for c in ids if c in have)
+        return TableResult(clips_path, version, len(ids), already), todo, sorted(set(int(f) for f in frags))
 
     def _identities(self) -> dict:
         return {m: t.identity for m, t in self.tokenizers.items()}
 
-    def _lineage_path(self, p: str) -> str:
-        return p if "://" in p else os.path.abspath(p)
+    def stages(self, res: TableResult, todo: list[str]) -> list[Stage]:
+        """The tokenize and write stages of one clips table (GPU actors when the cluster has GPUs)."""
+        from .. import storage
 
-    def _stream(self, res: TableResult, todo: list[str]):
-        """Yield Arrow tables of token rows for ``todo`` (Ray Data actors, or in-process)."""
         cfg = self.config
-        import torch
+        if self.runner.use_ray:
+            import ray
 
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-        kwargs = dict(tokenizers_dir=os.path.abspath(cfg.tokenizers), registry=self.registry.config,
-                      clips_path=res.clips, clips_version=res.clips_version, device=device,
-                      modalities=list(self.tokenizers))
-        if not cfg.use_ray:
-            actor = TokenizeActor(**kwargs)
-            for i in range(0, len(todo), cfg.batch_size):
-                yield actor(pa.table({"clip_id": todo[i:i + cfg.batch_size]}))
-            return
-        import ray
+            self.runner.ensure_started()
+            gpus, cpus = int(ray.cluster_resources().get("GPU", 0)), int(ray.cluster_resources().get("CPU", 1))
+        else:
+            import torch
 
-        from ..curate.ray_ops import ensure_ray
-
-        self._started_ray = ensure_ray(cfg.num_cpus) or self._started_ray
-        ds = ray.data.from_items([{"clip_id": i} for i in todo])
+            gpus, cpus = torch.cuda.device_count(), 1
+        device = ("cuda" if gpus else "cpu") if cfg.device == "auto" else cfg.device
         gpu = device == "cuda"
-        n_actors = cfg.actors or (max(1, int(ray.cluster_resources().get("GPU", 1))) if gpu else
-                                  max(1, min(int(ray.cluster_resources().get("CPU", 1)), -(-len(todo) // cfg.batch_size))))
-        ds = ds.map_batches(TokenizeActor, fn_constructor_kwargs=kwargs, batch_size=cfg.batch_size,
-                            batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=n_actors),
-                            num_gpus=1 if gpu else 0,
-                            num_cpus=0 if gpu else 1)
-        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            yield batch
+        n_actors = cfg.actors or (max(1, gpus) if gpu else max(1, min(cpus, -(-len(todo) // cfg.batch_size))))
+        source = {"clips": storage.display(res.clips), "clips_version": res.clips_version}
+        tokenize = TokenizeStage(os.path.abspath(cfg.tokenizers), self.registry, list(self.tokenizers), source,
+                                 frozenset(todo), device, 1, cfg.batch_size, n_actors, 1.0 if gpu else 0.0)
+        return [tokenize, WriteTokensStage(cfg.out, self.registry, cfg.commit_every, cfg.options(cfg.out))]
 
     def tokenize_table(self, clips_path: str, progress: Callable[[int, int], None] | None = None) -> TableResult:
         from tqdm import tqdm
 
-        from ..tokendb import write_tokens
-
-        res, todo = self.plan(clips_path)
+        cfg = self.config
+        res, todo, frags = self.plan(clips_path)
         self.results.append(res)
         self.log(f"{clips_path} (Lance version {res.clips_version}): {res.total} clips, {res.already} already in "
-                 f"{self.config.out}, {len(todo)} to tokenize")
+                 f"{cfg.out}, {len(todo)} to tokenize")
         if not todo:
             return res
-        pending: list[pa.Table] = []
-        n_pending = 0
-        bar = tqdm(total=len(todo), desc=f"tokenize {os.path.basename(clips_path)}", mininterval=2.0)
-
-        def commit():
-            nonlocal pending, n_pending
-            if not pending:
-                return
-            table = pa.concat_tables(pending)
-            v = write_tokens(self.config.out, table, registry=self.registry, tokenizers=self._identities(),
-                             lineage=[{"clips": self._lineage_path(clips_path), "clips_version": res.clips_version}],
-                             commit_message=f"tokenize {clips_path}@{res.clips_version}")
-            if v is not None:
-                res.versions.append(v)
-                res.added += table.num_rows
-                self.log(f"committed {table.num_rows} clips of {os.path.basename(clips_path)} as version {v} "
-                         f"({res.added}/{len(todo)})")
-            pending, n_pending = [], 0
-
-        for t in self._stream(res, todo):
-            pending.append(t)
-            n_pending += t.num_rows
-            bar.update(t.num_rows)
+        source = LanceSource(clips_path, res.clips_version, clip_columns(list(self.tokenizers)), frags,
+                             cfg.options(clips_path), batch_rows=cfg.batch_size)
+        bar = tqdm(total=len(todo), desc=f"tokenize {os.path.basename(clips_path.rstrip('/'))}", mininterval=2.0)
+        done = 0
+        for batch in self.runner.run(source, self.stages(res, todo)):
+            status = batch.drop_columns([CPU_COLUMN]).to_pylist()
+            written = sum(r["written"] for r in status)
+            res.added += written
+            for r in status:
+                if r["written"]:
+                    res.workers[r["worker"]] = res.workers.get(r["worker"], 0) + 1
+            for v in sorted({r["version"] for r in status if r["written"] and r["version"] is not None}):
+                if v not in res.versions:
+                    res.versions.append(v)
+                    self.log(f"committed clips of {os.path.basename(clips_path.rstrip('/'))} as version {v} "
+                             f"({res.added}/{len(todo)})")
+            done += len(status)
+            bar.update(len(status))
             if progress:
-                progress(res.added + n_pending, len(todo))
-            if n_pending >= self.config.commit_every:
-                commit()
-        commit()
+                progress(done, len(todo))
         bar.close()
         return res
 
+    def finalize(self) -> int | None:
+        """Compact the DB's small fragments (in Ray workers when Ray runs) and update its clip_id index."""
+        from ..tables import exists
+        from ..tokendb import finalize
+
+        cfg = self.config
+        if not exists(cfg.out, cfg.options(cfg.out)):
+            return None
+        return finalize(cfg.out, use_ray=self.runner.use_ray, options=cfg.options(cfg.out))
+
     def summary(self) -> dict:
+        from ..tables import exists
         from ..tokendb import open_token_db
 
-        out = {"out": self.config.out, "tables": [r.__dict__ for r in self.results],
+        cfg = self.config
+        out = {"out": cfg.out, "tables": [r.__dict__ for r in self.results],
                "added": sum(r.added for r in self.results)}
-        if os.path.exists(self.config.out):
-            db = open_token_db(self.config.out)
+        if exists(cfg.out, cfg.options(cfg.out)):
+            db = open_token_db(cfg.out, options=cfg.options(cfg.out))
             out.update(version=db.version, rows=db.num_rows, counts=db.counts())
         return out
 
     def close(self) -> None:
-        if self._started_ray:
-            import ray
-
-            ray.shutdown()
-            self._started_ray = False
+        self.runner.close()
