@@ -26,11 +26,12 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .modalities import Registry
+from .errors import EgoM2PError
 
 CKPT_FORMAT = "egom2p-ckpt/1"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(EgoM2PError, RuntimeError):
     pass
 
 

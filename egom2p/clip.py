@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .modalities import CLIP_FPS, CLIP_FRAMES, GAZE_VALID_RANGE
+from .errors import EgoM2PError
 
 DEPTH_SOURCES = ("sensor", "rollingdepth", "render")
 CAMERA_MODELS = ("pinhole", "fisheye624", "opencv", "opencv_rational", "kannala_brandt")
 CLIP_ID_RE = re.compile(r"^[A-Za-z0-9_\-]+/.+/\d{6}$")
 
 
-class ClipValidationError(ValueError):
+class ClipValidationError(EgoM2PError, ValueError):
     """A clip breaks the standard; the message names the clip and the problem."""
 
 

@@ -28,6 +28,7 @@ import pyarrow as pa
 from .clip import Clip
 from .modalities import CLIP_FPS, CLIP_FRAMES, GAZE_VALID_RANGE
 from .video import decode, encode_h264
+from .errors import EgoM2PError
 
 CLIPS_FORMAT = "egom2p-clips/1"
 _META_FORMAT = b"egom2p.format"
@@ -68,7 +69,7 @@ INDEX_COLUMNS = [
 ]
 
 
-class ClipsTableError(RuntimeError):
+class ClipsTableError(EgoM2PError, RuntimeError):
     """A clips table cannot be read or written; the message names the table and the problem."""
 
 

@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .metrics import feature_stats, frechet_distance
+from .errors import EgoM2PError
 
 LPIPS_FILES = {
     "alex": ("alex.pth", ("alexnet-owt-7be5be79.pth", "alexnet.pth")),
@@ -39,7 +40,7 @@ I3D_FILE = "i3d_torchscript.pt"
 I3D_SIZE = 224
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(EgoM2PError, FileNotFoundError):
     """A perceptual network's weights are missing; the message names the directory and the files expected."""
 
 

@@ -37,12 +37,13 @@ import torch
 
 from .modalities import Registry
 from .tokendb import TokenDB, open_token_db, token_column
+from .errors import EgoM2PError
 
 DEFAULT_ALPHAS = (0.01, 0.1, 1.0, 10.0)
 WEIGHTINGS = ("size", "uniform", "temperature")
 
 
-class SamplerError(ValueError):
+class SamplerError(EgoM2PError, ValueError):
     """The mixture cannot be sampled from this token DB (raised before training starts)."""
 
 

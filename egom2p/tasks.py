@@ -36,9 +36,10 @@ from . import geometry as geo
 from .modalities import CLIP_FPS, CLIP_FRAMES, VIDEO_TOKEN_FPS, Registry
 from .standardize import clip_starts, normalize_inverse_depth, resize_masked
 from .video import VideoError, center_crop_resize, decode, frame_timestamps, probe, token_frame_indices
+from .errors import EgoM2PError
 
 
-class TaskInputError(ValueError):
+class TaskInputError(EgoM2PError, ValueError):
     """Input a task cannot use; the message names the file and the problem."""
 
 

@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from .modalities import MODALITIES, Registry
+from .errors import EgoM2PError
 
 TOKENS_FORMAT = "egom2p-tokens/1"
 _META_FORMAT = b"egom2p.format"
@@ -43,7 +44,7 @@ KEY_COLUMNS = ("clip_id", "dataset", "sequence", "split")
 MAX_VOCAB = 65536  # tokens are stored as uint16
 
 
-class TokenDBError(RuntimeError):
+class TokenDBError(EgoM2PError, RuntimeError):
     """A token database cannot be read or written; the message names the path and the problem."""
 
 

@@ -19,9 +19,10 @@ import cv2
 import numpy as np
 
 from .modalities import CLIP_FPS, CLIP_FRAMES, VIDEO_TOKEN_FPS, VIDEO_TOKEN_FRAMES
+from .errors import EgoM2PError
 
 
-class VideoError(RuntimeError):
+class VideoError(EgoM2PError, RuntimeError):
     """A video could not be read or written; the message names the file and the problem."""
 
 

@@ -38,13 +38,14 @@ from .config import CurateConfig
 from .quarantine import QuarantineLog, QuarantineRecord
 from .stages import WorkChunk, discover, process_chunk, ref_from_json, rows_from_ipc, split, write
 from .summary import RunSummary, table_coverage
+from ..errors import EgoM2PError
 
 log = logging.getLogger("egom2p.curate")
 
 Progress = Callable[[int, int], None]  # (clips done (written + quarantined), clips planned)
 
 
-class CurateError(RuntimeError):
+class CurateError(EgoM2PError, RuntimeError):
     """A run cannot start (unknown dataset, missing adapter or checkpoint, bad options, busy output)."""
 
 

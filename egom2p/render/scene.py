@@ -25,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import EgoM2PError
 
-class SceneError(RuntimeError):
+
+class SceneError(EgoM2PError, RuntimeError):
     """A scene cannot be built or loaded; the message names the file (if any) and the problem."""
 
 

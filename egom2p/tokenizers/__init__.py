@@ -37,13 +37,14 @@ import torch.nn.functional as F
 from ..geometry import c2w_to_pose9d, pose9d_to_c2w
 from ..modalities import GAZE_VALID_RANGE, MODALITIES, ModalitySpec, Registry, get_registry
 from ..video import pad_causal, token_frame_indices
+from ..errors import EgoM2PError
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 _NORM_MEAN, _NORM_STD = "__norm__.mean", "__norm__.std"
 
 
-class TokenizerError(RuntimeError):
+class TokenizerError(EgoM2PError, RuntimeError):
     """A tokenizer checkpoint or input is unusable; the message names the file or the problem."""
 
 
