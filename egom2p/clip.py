@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .modalities import CLIP_FPS, CLIP_FRAMES, GAZE_VALID_RANGE
 from .errors import EgoM2PError
+from .modalities import CLIP_FPS, CLIP_FRAMES, GAZE_VALID_RANGE
 
 DEPTH_SOURCES = ("sensor", "rollingdepth", "render")
 CAMERA_MODELS = ("pinhole", "fisheye624", "opencv", "opencv_rational", "kannala_brandt")

@@ -26,9 +26,9 @@ import numpy as np
 import pyarrow as pa
 
 from .clip import Clip
+from .errors import EgoM2PError
 from .modalities import CLIP_FPS, CLIP_FRAMES, GAZE_VALID_RANGE
 from .video import decode, encode_h264
-from .errors import EgoM2PError
 
 CLIPS_FORMAT = "egom2p-clips/1"
 _META_FORMAT = b"egom2p.format"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextlib import contextmanager
 
 EXIT_USER_ERROR = 2
 DEBUG_ENV = "EGOM2P_DEBUG"
@@ -49,6 +50,17 @@ def one_line(e: BaseException) -> str:
     else:
         text = str(e) or type(e).__name__
     return " ".join(text.split())
+
+
+@contextmanager
+def as_user_error(*kinds: type[BaseException]):
+    """Inside, exceptions of ``kinds`` (e.g. ValueError from a parser) become EgoM2PError with their message."""
+    try:
+        yield
+    except EgoM2PError:
+        raise
+    except kinds as e:
+        raise EgoM2PError(one_line(e)) from e
 
 
 def debug_enabled(flag: bool = False) -> bool:

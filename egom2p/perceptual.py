@@ -29,8 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .metrics import feature_stats, frechet_distance
 from .errors import EgoM2PError
+from .metrics import feature_stats, frechet_distance
 
 LPIPS_FILES = {
     "alex": ("alex.pth", ("alexnet-owt-7be5be79.pth", "alexnet.pth")),

@@ -35,9 +35,9 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 import torch
 
+from .errors import EgoM2PError
 from .modalities import Registry
 from .tokendb import TokenDB, open_token_db, token_column
-from .errors import EgoM2PError
 
 DEFAULT_ALPHAS = (0.01, 0.1, 1.0, 10.0)
 WEIGHTINGS = ("size", "uniform", "temperature")

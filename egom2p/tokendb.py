@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from .modalities import MODALITIES, Registry
 from .errors import EgoM2PError
+from .modalities import MODALITIES, Registry
 
 TOKENS_FORMAT = "egom2p-tokens/1"
 _META_FORMAT = b"egom2p.format"

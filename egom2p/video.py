@@ -18,8 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .modalities import CLIP_FPS, CLIP_FRAMES, VIDEO_TOKEN_FPS, VIDEO_TOKEN_FRAMES
 from .errors import EgoM2PError
+from .modalities import CLIP_FPS, CLIP_FRAMES, VIDEO_TOKEN_FPS, VIDEO_TOKEN_FRAMES
 
 
 class VideoError(EgoM2PError, RuntimeError):

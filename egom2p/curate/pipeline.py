@@ -34,11 +34,11 @@ from ..adapters.base import Adapter, SequenceRef
 from ..annotators import get_annotator
 from ..annotators.base import Annotator
 from ..clips import existing_ids
+from ..errors import EgoM2PError
 from .config import CurateConfig
 from .quarantine import QuarantineLog, QuarantineRecord
 from .stages import WorkChunk, discover, process_chunk, ref_from_json, rows_from_ipc, split, write
 from .summary import RunSummary, table_coverage
-from ..errors import EgoM2PError
 
 log = logging.getLogger("egom2p.curate")
 

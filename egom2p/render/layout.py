@@ -37,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import EgoM2PError
 from .scene import Scene, load_mesh_scene
 from .sequence import RenderConfig, plan_sequence, sequence_name
 from .shading import Renderer
-from ..errors import EgoM2PError
 
 log = logging.getLogger(__name__)
 
