@@ -146,8 +146,8 @@ def check_tokenizer_identities(recorded: dict, actual: dict, *, recorded_in: str
     ``recorded``: {modality: identity} stored with the artefact (a checkpoint's token DB, a token DB's
     metadata); ``actual``: {modality: identity} of the tokenizers at hand (identity: {"kind", "sha256",
     ...}). Modalities present on both sides with a sha256 are compared. A mismatch raises
-    :class:`ForeignArtefactError` (one line naming both hashes and ``override``, the flag that accepts
-    them deliberately; with ``override=None`` there is none), or with ``allow=True`` logs a warning.
+    :class:`ForeignArtefactError` (one line naming both hashes and ``override``: the flag that accepts
+    them deliberately, or, when it is no flag, the way to go instead), or with ``allow=True`` logs a warning.
     Returns the mismatches found.
     """
     mismatches = []
@@ -162,5 +162,6 @@ def check_tokenizer_identities(recorded: dict, actual: dict, *, recorded_in: str
     if allow:
         log.warning(f"warning: {text}; used anyway ({override})")
         return mismatches
-    hint = (f"; pass {override} to use them anyway" if override else "")
+    hint = "" if not override else (f"; pass {override} to use them anyway" if override.startswith("--")
+                                    else f"; use {override}")
     raise ForeignArtefactError(f"foreign tokenizer: {text}{hint}")

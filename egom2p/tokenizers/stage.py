@@ -115,6 +115,7 @@ class TokenizeRun:
     def prepare(self) -> None:
         """Load the tokenizers, check every clips table and the existing DB; raise before any work."""
         from ..clips import ClipsTableError, _open
+        from ..integrity import check_tokenizer_identities
         from ..tokendb import open_token_db
 
         cfg = self.config
@@ -135,11 +136,10 @@ class TokenizeRun:
         if os.path.exists(cfg.out):
             db = open_token_db(cfg.out)
             db.registry.check_compatible(self.registry, what=f"token DB {cfg.out} (tokenizers in {cfg.tokenizers})")
-            for m, t in self.tokenizers.items():
-                have = db.tokenizers.get(m)
-                if have and have.get("sha256") != t.identity["sha256"]:
-                    raise TokenizerError(f"{cfg.out}: {m} was tokenized with checkpoint sha256 {have['sha256'][:12]}..., "
-                                         f"{cfg.tokenizers}/{m} has {t.identity['sha256'][:12]}...; write a new token DB")
+            # tokens of two tokenizers cannot share a column: no override, a new DB is the way
+            check_tokenizer_identities(db.tokenizers, {m: t.identity for m, t in self.tokenizers.items()},
+                                       recorded_in=f"token DB {cfg.out}", actual_in=cfg.tokenizers,
+                                       override="a new token DB (another --out)")
 
     def plan(self, clips_path: str) -> tuple[TableResult, list[str]]:
         """(result stub, clip ids of the table still missing from the DB, in table order)."""
