@@ -21,7 +21,6 @@ newest intact checkpoint of a run.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -31,13 +30,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .errors import EgoM2PError, IntegrityError
+from .errors import EgoM2PError, IntegrityError, warn
 from .integrity import verify_all, verify_in_manifest, write_manifest
 from .modalities import Registry
 
 CKPT_FORMAT = "egom2p-ckpt/1"
 WEIGHTS, OPTIMIZER, RNG, STATE = "model.safetensors", "optimizer.pt", "rng.pt", "state.json"
-log = logging.getLogger(__name__)
 
 
 class CheckpointError(EgoM2PError, RuntimeError):
@@ -189,7 +187,7 @@ def resume_point(path: str | os.PathLike, say=None) -> Path:
             skipped.append(str(e))
             continue
         if skipped:
-            (say or log.warning)(f"note: resuming from {s}, the newest intact checkpoint; skipped {len(skipped)} damaged: "
+            (say or warn)(f"note: resuming from {s}, the newest intact checkpoint; skipped {len(skipped)} damaged: "
                 + "; ".join(skipped))
         return s
     raise CheckpointError(f"{root}: no intact checkpoint to resume from ({'; '.join(skipped) or 'none found'})")

@@ -187,7 +187,11 @@ def existing_ids(path) -> set[str]:
     if not os.path.exists(os.fspath(path)):
         return set()
     ds = _open(path)
-    return set(ds.to_table(columns=["clip_id"]).column("clip_id").to_pylist())
+    try:
+        return set(ds.to_table(columns=["clip_id"]).column("clip_id").to_pylist())
+    except Exception as e:
+        raise ClipsTableError(f"{os.fspath(path)}: reading the clip ids failed, the table may be truncated or corrupt "
+                              f"({type(e).__name__}: {str(e)[:300]})") from e
 
 
 def rows_to_table(rows: list[dict]) -> pa.Table:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
+import threading
 from contextlib import contextmanager
 
 EXIT_USER_ERROR = 2
@@ -63,6 +65,41 @@ def as_user_error(*kinds: type[BaseException]):
         raise EgoM2PError(one_line(e)) from e
 
 
+_NATIVE_LOCK = threading.Lock()
+
+
+@contextmanager
+def native_messages():
+    """Collect what native libraries (ffmpeg via decord, open3d's PLY reader) write to file descriptor 2 during
+    the block, instead of letting it reach the terminal; yields a list filled with those lines on exit.
+
+    A caller that fails puts the last of them into its one-line error. Only one thread redirects at a time
+    (another thread's block runs without redirection), so file descriptor 2 is always restored.
+    """
+    lines: list[str] = []
+    if not _NATIVE_LOCK.acquire(blocking=False):
+        yield lines
+        return
+    try:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):  # no file descriptor 2 to redirect
+            yield lines
+            return
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield lines
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                tmp.seek(0)
+                lines.extend(ln.strip() for ln in tmp.read().decode(errors="replace").splitlines() if ln.strip())
+    finally:
+        _NATIVE_LOCK.release()
+
+
 def debug_enabled(flag: bool = False) -> bool:
     return bool(flag) or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0", "false", "no")
 
@@ -74,6 +111,11 @@ def report(prog: str, e: BaseException | str) -> int:
         msg = f"{prog}: {msg}"
     print(" ".join(msg.split()), file=sys.stderr, flush=True)
     return EXIT_USER_ERROR
+
+
+def warn(message: str) -> None:
+    """A one-line warning on stderr (a deliberate override, an artefact that cannot be verified, ...)."""
+    print(" ".join(message.split()), file=sys.stderr, flush=True)
 
 
 class _HideUserErrorTracebacks(logging.Filter):

@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 from pathlib import Path
 
-from .errors import ForeignArtefactError, IntegrityError
+from .errors import ForeignArtefactError, IntegrityError, warn
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "egom2p-manifest/1"
 ALLOW_FOREIGN_FLAG = "--allow-foreign-tokenizers"
 
-log = logging.getLogger(__name__)
 _verified: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256 already checked here
 _warned: set[str] = set()
 
@@ -133,7 +131,7 @@ def warn_unverified(path, why: str) -> None:
     key = os.fspath(path)
     if key not in _warned:
         _warned.add(key)
-        log.warning(f"warning: {key}: {why}, written before integrity hashes were recorded; loading it unverified")
+        warn(f"warning: {key}: {why}, written before integrity hashes were recorded; loading it unverified")
 
 
 # --- identity ----------------------------------------------------------------------------------------
@@ -147,7 +145,7 @@ def check_tokenizer_identities(recorded: dict, actual: dict, *, recorded_in: str
     metadata); ``actual``: {modality: identity} of the tokenizers at hand (identity: {"kind", "sha256",
     ...}). Modalities present on both sides with a sha256 are compared. A mismatch raises
     :class:`ForeignArtefactError` (one line naming both hashes and ``override``: the flag that accepts
-    them deliberately, or, when it is no flag, the way to go instead), or with ``allow=True`` logs a warning.
+    them deliberately, or, when it is no flag, the way to go instead), or with ``allow=True`` warns on stderr.
     Returns the mismatches found.
     """
     mismatches = []
@@ -160,7 +158,7 @@ def check_tokenizer_identities(recorded: dict, actual: dict, *, recorded_in: str
         return []
     text = mismatches[0] + (f" (and {len(mismatches) - 1} more modalities)" if len(mismatches) > 1 else "")
     if allow:
-        log.warning(f"warning: {text}; used anyway ({override})")
+        warn(f"warning: {text}; used anyway ({override})")
         return mismatches
     hint = "" if not override else (f"; pass {override} to use them anyway" if override.startswith("--")
                                     else f"; use {override}")

@@ -169,7 +169,11 @@ class TokenDB:
         return self.meta.get("lineage", [])
 
     def clip_ids(self) -> list[str]:
-        return self.lance.to_table(columns=["clip_id"]).column("clip_id").to_pylist()
+        try:
+            return self.lance.to_table(columns=["clip_id"]).column("clip_id").to_pylist()
+        except (OSError, ValueError) as e:  # damaged data files (pyarrow.ArrowInvalid is a ValueError)
+            raise TokenDBError(f"{self.path}: reading the clip ids failed, the DB may be truncated or corrupt "
+                               f"({type(e).__name__}: {str(e)[:300]})") from e
 
     def index(self) -> pa.Table:
         """Key columns plus ``has_<m>`` flags of every row (no token lists read)."""

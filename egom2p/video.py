@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import EgoM2PError
+from .errors import EgoM2PError, native_messages
 from .modalities import CLIP_FPS, CLIP_FRAMES, VIDEO_TOKEN_FPS, VIDEO_TOKEN_FRAMES
 
 
@@ -38,19 +38,23 @@ class VideoInfo:
 def _reader(source, what: str):
     import decord
 
+    said: list[str] = []
     try:
         if isinstance(source, (bytes, bytearray, memoryview)):
-            return decord.VideoReader(io.BytesIO(bytes(source)), ctx=decord.cpu(0), num_threads=1)
+            with native_messages() as said:  # ffmpeg's complaints go into the error, not onto stderr
+                return decord.VideoReader(io.BytesIO(bytes(source)), ctx=decord.cpu(0), num_threads=1)
         path = os.fspath(source)
         if not os.path.exists(path):
             raise VideoError(f"{path}: video file not found")
         if os.path.getsize(path) == 0:
             raise VideoError(f"{path}: video file is empty")
-        return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+        with native_messages() as said:
+            return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
     except VideoError:
         raise
     except Exception as e:  # decord raises its own DECORDError / RuntimeError
-        raise VideoError(f"{what}: cannot decode video ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
+        detail = f"; decoder: {said[0][:200]}" if said else ""
+        raise VideoError(f"{what}: cannot decode video ({type(e).__name__}: {str(e).splitlines()[0][:200]}{detail})") from e
 
 
 def probe(source) -> VideoInfo:

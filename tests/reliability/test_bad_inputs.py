@@ -1,0 +1,342 @@
+"""Bad input: every command refuses a missing, damaged or foreign artefact in one stderr line, exit 2.
+
+The walk discovers the subcommands the way ``egom2p.cli`` does (its argparse tree), so a new
+subcommand is covered without editing this file; a new *required* argument whose kind the walk
+does not know fails :func:`test_every_required_argument_has_a_role` until it is added to
+:data:`ROLES`. For each input argument the command runs with good artefacts everywhere except that
+argument, which is missing or damaged; it must exit 2 with one line on stderr (Prefect's own run log
+aside, for the flow commands) that names the bad path, print no traceback, write no output and leave
+the good artefacts byte-identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from egom2p.cli import build_parser, main
+
+from .artefacts import damage_file, damage_lance
+
+# --- which kind of artefact each argument is ------------------------------------------------------------
+# keys: (command words..., dest), then (first command word, dest), then dest. "value:X" is a fixed value.
+ROLES = {
+    "ckpt": "checkpoint", "tokenizers": "tokenizers", "clips": "clips", "video": "video", "raw": "raw",
+    "scene": "mesh", "out": "output",
+    ("clips", "path"): "clips", ("db", "path"): "db", ("db", "name"): "value:release-x",
+    ("tokenizer", "info", "dir"): "tokenizers", ("tokenizer", "train", "which"): "value:cam",
+    ("tokenizer", "train", "overrides"): "value:", ("curate", "dataset"): "value:egogen",
+    ("curate", "out"): "clips_out", ("tokenize", "out"): "db_out", ("predict", "task"): "value:camera",
+    ("eval", "task"): "value:camera", ("render", "source"): "value:egogen",
+}
+# the ways each kind is broken ("missing": a path that does not exist)
+VARIANTS = {
+    "clips": ("missing", "damaged data", "damaged manifest"),
+    "db": ("missing", "damaged data", "damaged manifest"),
+    "tokenizers": ("missing", "truncated weights", "zeroed weights"),
+    "checkpoint": ("missing", "truncated weights", "zeroed weights"),
+    "video": ("missing", "garbage"),
+    "mesh": ("missing", "garbage"),
+    "raw": ("missing",),
+    "db_out": ("damaged data", "damaged manifest"),  # a missing --out is a new DB
+    "clips_out": ("damaged data",),  # an --out folder whose clips table is damaged
+    "output": (),
+}
+# (command words, dest, variant): why succeeding is right
+NOT_READ = {
+    (("db", "tag"), "path", "damaged data"): "a tag names a version; tagging reads no rows",
+}
+# extra arguments that keep the refusals cheap (no Ray start where the command would start one)
+EXTRA = {("tokenize",): ["--no-ray"]}
+FLOW_COMMANDS = {"curate", "tokenize"}  # run a Prefect flow in-process: Prefect's run log is on stderr too
+PREFECT_LOG = re.compile(r"^\d\d:\d\d:\d\d\.\d+ \| ")
+BIN = Path(sys.executable).parent
+
+
+def leaf_commands() -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    out = []
+
+    def walk(p, words):
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            out.append((tuple(words), p))
+        for a in subs:
+            for name, sp in a.choices.items():
+                walk(sp, [*words, name])
+
+    walk(build_parser(), [])
+    return out
+
+
+def arguments(parser) -> list[argparse.Action]:
+    return [a for a in parser._actions if not isinstance(a, (argparse._HelpAction, argparse._VersionAction))]
+
+
+def role(words: tuple[str, ...], dest: str) -> str | None:
+    return ROLES.get((*words, dest)) or ROLES.get((words[0], dest)) or ROLES.get(dest)
+
+
+def cases() -> list[tuple[tuple[str, ...], str, str]]:
+    out = []
+    for words, parser in leaf_commands():
+        for a in arguments(parser):
+            for v in VARIANTS.get(role(words, a.dest) or "", ()):
+                out.append((words, a.dest, v))
+    return out
+
+
+def test_every_required_argument_has_a_role():
+    unknown = [f"egom2p {' '.join(w)}: {a.dest}" for w, p in leaf_commands() for a in arguments(p)
+               if a.required and role(w, a.dest) is None]
+    assert not unknown, f"add these arguments to ROLES in {__file__}: {unknown}"
+    walked = {w for w, _, _ in cases()}
+    # commands without any input artefact: nothing to break (demo renders its own data)
+    assert {w for w, _ in leaf_commands()} - walked == {("demo",)}
+
+
+# --- good and bad artefacts ------------------------------------------------------------------------------
+
+
+def digest(path: Path) -> str:
+    h = hashlib.sha256()
+    files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() else [Path(path)]
+    for f in files:
+        h.update(str(f.relative_to(path) if Path(path).is_dir() else f.name).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def raw_egogen(tmp_path_factory) -> Path:
+    from egom2p.render import render_dataset
+
+    out = tmp_path_factory.mktemp("raw") / "egogen"
+    render_dataset(out, sequences=1, seconds=2.0, seed=0, size=32, progress=False)
+    return out
+
+
+class Inputs:
+    """Good values for each role, and broken ones built on copies (cached per module)."""
+
+    def __init__(self, artefacts, root: Path, request):
+        self.a, self.root, self.request = artefacts, root, request
+        self._bad: dict[tuple[str, str], Path] = {}
+
+    def good(self, kind: str, n: int) -> str:
+        a = self.a
+        if kind.startswith("value:"):
+            return kind[len("value:"):]
+        fresh = self.root / f"out{n}"
+        return str({"clips": a.clips, "db": a.db, "tokenizers": a.tokenizers, "checkpoint": a.run, "video": a.video,
+                    "raw": self.request.getfixturevalue("raw_egogen") if kind == "raw" else None,
+                    "output": fresh, "db_out": fresh / "new.lance", "clips_out": fresh, "mesh": None}[kind])
+
+    def bad(self, kind: str, variant: str) -> Path:
+        key = (kind, variant)
+        if key in self._bad:
+            return self._bad[key]
+        d = self.root / "bad" / f"{kind}-{variant.replace(' ', '-')}"
+        d.mkdir(parents=True)
+        a = self.a
+        if variant == "missing":
+            p = d / {"clips": "egogen.lance", "db": "tokens.lance", "tokenizers": "tokenizers", "checkpoint": "run",
+                     "video": "walk.mp4", "mesh": "room.ply", "raw": "egogen"}[kind]
+        elif kind in ("clips", "db", "db_out", "clips_out"):
+            src = a.clips if kind in ("clips", "clips_out") else a.db
+            p = a.copy("clips" if src == a.clips else "db", d)
+            damage_lance(p, "data" if variant == "damaged data" else "manifest")
+            if kind == "clips_out":
+                p = d  # the folder holding the damaged egogen.lance
+        elif kind == "tokenizers":
+            p = a.copy("tokenizers", d)
+            damage_file(p / "cam" / "model.safetensors", variant.split()[0])
+        elif kind == "checkpoint":
+            p = a.copy("run", d)
+            damage_file(a.step(p, 2) / "model.safetensors", variant.split()[0])
+        elif kind in ("video", "mesh"):
+            p = d / ("walk.mp4" if kind == "video" else "room.ply")
+            p.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x07" * 500 if kind == "video" else b"ply\nformat nonsense\n")
+        else:
+            raise AssertionError(f"no way to break {kind} ({variant})")
+        self._bad[key] = p
+        return p
+
+
+@pytest.fixture(scope="module")
+def inputs(artefacts, tmp_path_factory, request):
+    return Inputs(artefacts, tmp_path_factory.mktemp("walk"), request)
+
+
+def run_cli(argv: list[str], prefect_api: str) -> tuple[int, str, str]:
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("EGOM2P_DEBUG", None)
+    p = subprocess.run([str(BIN / "egom2p"), *argv], env=env, capture_output=True, text=True, timeout=600)
+    return p.returncode, p.stdout, p.stderr
+
+
+def build_argv(words, parser, inputs: Inputs, bad_dest: str, bad_value: str, n: int) -> list[str]:
+    argv = list(words)
+    for a in arguments(parser):
+        kind = role(words, a.dest)
+        if kind is None:
+            continue
+        value = bad_value if a.dest == bad_dest else inputs.good(kind, n)
+        if kind.startswith("value:") and not value:
+            continue
+        argv += [*a.option_strings[:1], value]
+    return argv + EXTRA.get(words, [])
+
+
+@pytest.mark.parametrize("words,dest,variant", cases(), ids=lambda x: " ".join(x) if isinstance(x, tuple) else x)
+def test_every_command_refuses_bad_input_in_one_line(words, dest, variant, inputs, capfd, request):
+    parser = dict(leaf_commands())[words]
+    kind = role(words, dest)
+    bad = inputs.bad(kind, variant)
+    n = len(list(inputs.root.glob("out*")))
+    argv = build_argv(words, parser, inputs, dest, str(bad), n)
+    good = {p: digest(Path(p)) for p in argv if Path(p).exists() and not str(p).startswith(str(bad))}
+    target = bad / "egogen.lance" if kind == "clips_out" else bad  # (a lock file in that folder is fine)
+    before_bad = digest(target) if target.exists() else None
+    if words[0] in FLOW_COMMANDS:  # a real process: Prefect's console log (and any traceback in it) is on its stderr
+        rc, out, err = run_cli(argv, request.getfixturevalue("prefect_harness"))
+    else:
+        capfd.readouterr()
+        rc = main(argv)
+        out, err = capfd.readouterr()
+    why = NOT_READ.get((words, dest, variant))
+    if why:
+        assert rc == 0, f"egom2p {' '.join(argv)} ({why}) failed:\n{err}"
+        return
+    assert rc == 2, f"egom2p {' '.join(argv)}: exit {rc}\nstdout:\n{out[-2000:]}\nstderr:\n{err[-3000:]}"
+    assert "Traceback" not in err and "Traceback" not in out, err[-3000:]
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    if words[0] in FLOW_COMMANDS:
+        lines = [ln for ln in lines if not PREFECT_LOG.match(ln) and not ln.startswith("See https://www.prefect.io")]
+    prog = "egom2p " + " ".join(words) + ":"
+    assert len(lines) == 1 and lines[0].startswith(prog), f"want one line starting {prog!r}, got:\n{err[-3000:]}"
+    assert str(bad) in lines[0], f"the message does not name {bad}: {lines[0]}"
+    # nothing else affected: the good artefacts are byte-identical, no output was started, the bad one untouched
+    assert {p: digest(Path(p)) for p in good} == good
+    assert not (inputs.root / f"out{n}").exists() or not any((inputs.root / f"out{n}").rglob("*.lance"))
+    if before_bad is not None:
+        assert digest(target) == before_bad
+
+
+# --- foreign tokenizers ----------------------------------------------------------------------------------
+
+
+def test_predict_and_eval_refuse_foreign_tokenizers(artefacts, tmp_path, capfd):
+    """Issue 18 item 2: a camera tokenizer with other weights used to give exit 0 and zero-translation poses."""
+    from egom2p.tokenizers import load_tokenizers
+
+    theirs = load_tokenizers(artefacts.foreign_tokenizers)["cam"].identity["sha256"]
+    ours = load_tokenizers(artefacts.tokenizers)["cam"].identity["sha256"]
+    assert theirs != ours
+    runs = {
+        "predict": ["predict", "camera", "--ckpt", str(artefacts.run), "--tokenizers", str(artefacts.foreign_tokenizers),
+                    "--video", str(artefacts.video), "--out", str(tmp_path / "pred")],
+        "eval": ["eval", "camera", "--ckpt", str(artefacts.run), "--tokenizers", str(artefacts.foreign_tokenizers),
+                 "--clips", str(artefacts.clips), "--out", str(tmp_path / "eval")],
+    }
+    for cmd, argv in runs.items():
+        capfd.readouterr()
+        assert main(argv) == 2
+        out, err = capfd.readouterr()
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"egom2p {cmd}: foreign tokenizer"), err
+        assert theirs in lines[0] and ours in lines[0] and "--allow-foreign-tokenizers" in lines[0]
+        assert str(artefacts.foreign_tokenizers) in lines[0] and "step_0000002" in lines[0]
+        assert not (tmp_path / cmd).exists()  # nothing written
+    # deliberately: the flag runs it, with a one-line warning
+    capfd.readouterr()
+    assert main([*runs["predict"], "--allow-foreign-tokenizers"]) == 0
+    out, err = capfd.readouterr()
+    assert "used anyway (--allow-foreign-tokenizers)" in err and theirs in err
+    assert (tmp_path / "pred" / "trajectory.tum.txt").is_file()
+
+
+def test_training_refuses_a_db_of_other_tokenizers(artefacts, tmp_path, capsys):
+    """--init (post-training) and --resume on a token DB whose tokens come from other tokenizers."""
+    from egom2p.checkpoint import read_state
+    from egom2p.tokendb import open_token_db, write_tokens
+    from egom2p.tokenizers import load_tokenizers
+    from egom2p.train import main as train_main
+
+    db = open_token_db(artefacts.db)
+    foreign = {m: t.identity for m, t in load_tokenizers(artefacts.foreign_tokenizers).items()}
+    rows = db.take(range(db.num_rows)).to_pylist()
+    other = tmp_path / "other.lance"
+    write_tokens(other, rows, registry=db.registry, tokenizers=foreign)
+    run = artefacts.copy("run", tmp_path)
+    before = digest(run)
+    for flag in ("--init", "--resume"):
+        argv = ["--db", str(other), flag, str(run), *artefacts.train_overrides, "train.steps=3"]
+        if flag == "--init":
+            argv += ["--out", str(tmp_path / "post")]
+        else:
+            argv = [a for a in argv if "=" not in a or a.startswith("train.steps")]
+        assert train_main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("egom2p-train: error: foreign tokenizer"), err
+        assert foreign["cam"]["sha256"] in err[0] and str(other) in err[0] and "--allow-foreign-tokenizers" in err[0]
+    assert not (tmp_path / "post").exists() and digest(run) == before  # nothing written, the run untouched
+    # deliberately: post-training on the foreign DB
+    assert train_main(["--db", str(other), "--init", str(run), "--out", str(tmp_path / "post"),
+                       *artefacts.train_overrides, "train.steps=1", "--allow-foreign-tokenizers"]) == 0
+    assert read_state(tmp_path / "post")["db"]["tokenizers"]["cam"]["sha256"] == foreign["cam"]["sha256"]
+
+
+@pytest.mark.slow
+def test_tokenize_refuses_foreign_tokenizers_into_an_existing_db(artefacts, tmp_path, capfd, prefect_harness):
+    from egom2p.tokendb import open_token_db
+
+    db = artefacts.copy("db", tmp_path)
+    before, version = digest(db), open_token_db(db).version
+    capfd.readouterr()
+    rc = main(["tokenize", "--clips", str(artefacts.clips), "--tokenizers", str(artefacts.foreign_tokenizers),
+               "--out", str(db), "--no-ray"])
+    out, err = capfd.readouterr()
+    assert rc == 2 and "Traceback" not in err
+    mine = [ln for ln in err.splitlines() if ln.startswith("egom2p tokenize:")]
+    assert len(mine) == 1 and "foreign tokenizer" in mine[0] and "use a new token DB" in mine[0], err[-2000:]
+    assert digest(db) == before and open_token_db(db).version == version  # nothing written
+
+
+# --- the error mechanism ----------------------------------------------------------------------------------
+
+
+def test_debug_shows_the_traceback_and_bugs_keep_theirs(tmp_path, monkeypatch, capsys):
+    from egom2p.clips import ClipsTableError
+
+    missing = str(tmp_path / "nope.lance")
+    assert main(["clips", "info", missing]) == 2
+    assert capsys.readouterr().err == f"egom2p clips info: {missing}: clips table not found\n"
+    with pytest.raises(ClipsTableError, match="clips table not found"):
+        main(["--debug", "clips", "info", missing])
+    monkeypatch.setenv("EGOM2P_DEBUG", "1")
+    with pytest.raises(ClipsTableError):
+        main(["clips", "info", missing])
+    monkeypatch.delenv("EGOM2P_DEBUG")
+    # a bug (not an input error) is not hidden behind a one-liner
+    def broken(path, version=None):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr("egom2p.clips.clips_index", broken)  # the command imports it at call time
+    with pytest.raises(ZeroDivisionError):
+        main(["clips", "info", missing])
+
+
+def test_one_line_and_os_errors():
+    from egom2p.errors import EgoM2PError, is_user_error, one_line
+
+    assert one_line(EgoM2PError("a.lance: bad\n  second line")) == "a.lance: bad second line"
+    e = FileNotFoundError(2, "No such file or directory", "/x/y.json")
+    assert is_user_error(e) and one_line(e) == "/x/y.json: No such file or directory"
+    assert not is_user_error(ZeroDivisionError()) and not is_user_error(FileNotFoundError("no filename"))
