@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import re
-import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -57,7 +56,6 @@ NOT_READ = {
 EXTRA = {("tokenize",): ["--no-ray"]}
 FLOW_COMMANDS = {"curate", "tokenize"}  # run a Prefect flow in-process: Prefect's run log is on stderr too
 PREFECT_LOG = re.compile(r"^\d\d:\d\d:\d\d\.\d+ \| ")
-BIN = Path(sys.executable).parent
 
 
 def leaf_commands() -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
@@ -174,11 +172,24 @@ def inputs(artefacts, tmp_path_factory, request):
     return Inputs(artefacts, tmp_path_factory.mktemp("walk"), request)
 
 
-def run_cli(argv: list[str], prefect_api: str) -> tuple[int, str, str]:
-    env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    env.pop("EGOM2P_DEBUG", None)
-    p = subprocess.run([str(BIN / "egom2p"), *argv], env=env, capture_output=True, text=True, timeout=600)
-    return p.returncode, p.stdout, p.stderr
+@contextmanager
+def prefect_console_to(stream):
+    """Point Prefect's console log handlers (configured once per process, on another stream) at ``stream``."""
+    import logging
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger(), *(v for v in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(v, logging.Logger))]
+    handlers = {h for lg in loggers for h in lg.handlers if isinstance(h, PrefectConsoleHandler)}
+    saved = [(h, h.console.file) for h in handlers]
+    for h in handlers:
+        h.console.file = stream
+    try:
+        yield
+    finally:
+        for h, f in saved:
+            h.console.file = f
 
 
 def build_argv(words, parser, inputs: Inputs, bad_dest: str, bad_value: str, n: int) -> list[str]:
@@ -194,8 +205,15 @@ def build_argv(words, parser, inputs: Inputs, bad_dest: str, bad_value: str, n: 
     return argv + EXTRA.get(words, [])
 
 
+@pytest.fixture
+def harness_for_flows(request):
+    """The Prefect harness for the flow commands, started before ``capfd`` (its console log keeps a live stream)."""
+    if request.node.callspec.params["words"][0] in FLOW_COMMANDS:
+        request.getfixturevalue("prefect_harness")
+
+
 @pytest.mark.parametrize("words,dest,variant", cases(), ids=lambda x: " ".join(x) if isinstance(x, tuple) else x)
-def test_every_command_refuses_bad_input_in_one_line(words, dest, variant, inputs, capfd, request):
+def test_every_command_refuses_bad_input_in_one_line(words, dest, variant, harness_for_flows, inputs, capfd):
     parser = dict(leaf_commands())[words]
     kind = role(words, dest)
     bad = inputs.bad(kind, variant)
@@ -204,12 +222,10 @@ def test_every_command_refuses_bad_input_in_one_line(words, dest, variant, input
     good = {p: digest(Path(p)) for p in argv if Path(p).exists() and not str(p).startswith(str(bad))}
     target = bad / "egogen.lance" if kind == "clips_out" else bad  # (a lock file in that folder is fine)
     before_bad = digest(target) if target.exists() else None
-    if words[0] in FLOW_COMMANDS:  # a real process: Prefect's console log (and any traceback in it) is on its stderr
-        rc, out, err = run_cli(argv, request.getfixturevalue("prefect_harness"))
-    else:
-        capfd.readouterr()
+    capfd.readouterr()
+    with prefect_console_to(sys.stderr):  # Prefect's run log (and any traceback in it) is captured here too
         rc = main(argv)
-        out, err = capfd.readouterr()
+    out, err = capfd.readouterr()
     why = NOT_READ.get((words, dest, variant))
     if why:
         assert rc == 0, f"egom2p {' '.join(argv)} ({why}) failed:\n{err}"
@@ -294,14 +310,15 @@ def test_training_refuses_a_db_of_other_tokenizers(artefacts, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_tokenize_refuses_foreign_tokenizers_into_an_existing_db(artefacts, tmp_path, capfd, prefect_harness):
+def test_tokenize_refuses_foreign_tokenizers_into_an_existing_db(prefect_harness, artefacts, tmp_path, capfd):
     from egom2p.tokendb import open_token_db
 
     db = artefacts.copy("db", tmp_path)
     before, version = digest(db), open_token_db(db).version
     capfd.readouterr()
-    rc = main(["tokenize", "--clips", str(artefacts.clips), "--tokenizers", str(artefacts.foreign_tokenizers),
-               "--out", str(db), "--no-ray"])
+    with prefect_console_to(sys.stderr):
+        rc = main(["tokenize", "--clips", str(artefacts.clips), "--tokenizers", str(artefacts.foreign_tokenizers),
+                   "--out", str(db), "--no-ray"])
     out, err = capfd.readouterr()
     assert rc == 2 and "Traceback" not in err
     mine = [ln for ln in err.splitlines() if ln.startswith("egom2p tokenize:")]
