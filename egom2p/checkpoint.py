@@ -146,12 +146,14 @@ def load_weights(model: torch.nn.Module, ckpt: str | os.PathLike, strict: bool =
 
 
 def load_training_state(ckpt: str | os.PathLike, optimizer=None, map_location="cpu") -> dict:
-    """Restore optimizer and RNG states in place; returns state.json."""
+    """Restore optimizer and RNG states in place (both read and verified before either is applied); returns
+    state.json."""
     d = resolve_checkpoint(ckpt)
     state = read_state(d)
-    if optimizer is not None:
-        optimizer.load_state_dict(_torch_load(d / OPTIMIZER, map_location=map_location))
+    opt_state = _torch_load(d / OPTIMIZER, map_location=map_location) if optimizer is not None else None
     rng = _torch_load(d / RNG)
+    if optimizer is not None:
+        optimizer.load_state_dict(opt_state)
     torch.set_rng_state(rng["cpu"])
     if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(rng["cuda"])
