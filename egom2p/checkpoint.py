@@ -139,7 +139,8 @@ def load_weights(model: torch.nn.Module, ckpt: str | os.PathLike, strict: bool =
     try:
         sd = load_file(str(d / WEIGHTS))
     except Exception as e:  # SafetensorError on a damaged header or truncated data
-        raise CheckpointError(f"{d / WEIGHTS}: unreadable ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
+        reason = " ".join(str(e).split())[:200]
+        raise CheckpointError(f"{d / WEIGHTS}: unreadable ({type(e).__name__}: {reason})") from e
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if strict and (missing or unexpected):
         raise CheckpointError(f"{d}: weights do not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})")

@@ -54,7 +54,8 @@ def _reader(source, what: str):
         raise
     except Exception as e:  # decord raises its own DECORDError / RuntimeError
         detail = f"; decoder: {said[0][:200]}" if said else ""
-        raise VideoError(f"{what}: cannot decode video ({type(e).__name__}: {str(e).splitlines()[0][:200]}{detail})") from e
+        reason = str(e).splitlines()[0][:200]
+        raise VideoError(f"{what}: cannot decode video ({type(e).__name__}: {reason}{detail})") from e
 
 
 def probe(source) -> VideoInfo:

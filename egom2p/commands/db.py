@@ -42,7 +42,8 @@ def db_info(path, version=None) -> dict:
     except (OSError, ValueError) as e:  # Lance raises OSError / pyarrow.ArrowInvalid (a ValueError) on damaged data
         if isinstance(e, TokenDBError):
             raise
-        raise TokenDBError(f"{path}: cannot read the token DB, its data is damaged or unreadable ({type(e).__name__}: {str(e)[:300]})") from e
+        raise TokenDBError(f"{path}: cannot read the token DB, its data is damaged or unreadable "
+                           f"({type(e).__name__}: {str(e)[:300]})") from e
 
 
 def _db_info(path, version=None) -> dict:

@@ -744,7 +744,8 @@ def load_mesh_scene(path: str | os.PathLike, up: str = "auto", seed: int = 0, ma
     v = np.asarray(mesh.vertices, dtype=np.float64)
     t = np.asarray(mesh.triangles, dtype=np.int64)
     if len(v) == 0 or len(t) == 0:
-        raise SceneError(p, "mesh has no triangles (empty or unreadable file" + (f": {said[0][:200]})" if said else ")"))
+        detail = f": {said[0][:200]}" if said else ""
+        raise SceneError(p, f"mesh has no triangles (empty or unreadable file{detail})")
     if not np.isfinite(v).all():
         raise SceneError(p, "mesh has non-finite vertex coordinates")
     if t.min() < 0 or t.max() >= len(v):

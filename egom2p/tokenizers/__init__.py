@@ -280,7 +280,8 @@ def _verified_sha256(wpath: Path, cfg: dict) -> str:
         warn_unverified(wpath, f"no sha256 in {CONFIG_FILE}")
         return file_sha256(wpath)
     try:
-        verify_file(wpath, {"sha256": cfg["sha256"], "bytes": cfg.get("bytes")}, recorded_in=str(wpath.parent / CONFIG_FILE))
+        verify_file(wpath, {"sha256": cfg["sha256"], "bytes": cfg.get("bytes")},
+                    recorded_in=str(wpath.parent / CONFIG_FILE))
     except IntegrityError as e:
         raise TokenizerError(str(e)) from e
     return cfg["sha256"]

@@ -21,7 +21,8 @@ DAMAGES = ("zeroed", "ones", "truncated")  # 64 KB of zeros, 64 KB of 0xFF, the 
 
 
 def damage_file(path, how: str, size: int = 1 << 16) -> None:
-    """Damage ``path`` in place: ``zeroed`` / ``ones`` overwrite ``size`` bytes in the middle, ``truncated`` halves it."""
+    """Damage ``path`` in place: ``zeroed`` / ``ones`` overwrite ``size`` bytes in the middle, ``truncated``
+    cuts off its second half."""
     path = Path(path)
     data = bytearray(path.read_bytes())
     if how == "truncated":

@@ -7,20 +7,33 @@ does not know fails :func:`test_every_required_argument_has_a_role` until it is 
 argument, which is missing or damaged; it must exit 2 with one line on stderr (Prefect's own run log
 aside, for the flow commands) that names the bad path, print no traceback, write no output and leave
 the good artefacts byte-identical.
+
+Foreign tokenizers (predict, eval, tokenize into an existing DB, --init/--resume) are refused naming
+both sha256s; bad raw data in a curation run is quarantined with its file and reason while every
+good clip is written.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import os
 import re
+import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+import factories
+from egom2p.adapters.base import Adapter
+from egom2p.annotators import get_annotator
 from egom2p.cli import build_parser, main
+from egom2p.clips import read_clips
+from egom2p.curate import CurationRun, read_quarantine, stages
+from test_curate import H, W, TreeAdapter, config, ray_local, tree, write_tree  # noqa: F401 (fixtures)
 
 from .artefacts import damage_file, damage_lance
 
@@ -256,8 +269,9 @@ def test_predict_and_eval_refuse_foreign_tokenizers(artefacts, tmp_path, capfd):
     ours = load_tokenizers(artefacts.tokenizers)["cam"].identity["sha256"]
     assert theirs != ours
     runs = {
-        "predict": ["predict", "camera", "--ckpt", str(artefacts.run), "--tokenizers", str(artefacts.foreign_tokenizers),
-                    "--video", str(artefacts.video), "--out", str(tmp_path / "pred")],
+        "predict": ["predict", "camera", "--ckpt", str(artefacts.run), "--tokenizers",
+                    str(artefacts.foreign_tokenizers), "--video", str(artefacts.video),
+                    "--out", str(tmp_path / "pred")],
         "eval": ["eval", "camera", "--ckpt", str(artefacts.run), "--tokenizers", str(artefacts.foreign_tokenizers),
                  "--clips", str(artefacts.clips), "--out", str(tmp_path / "eval")],
     }
@@ -357,3 +371,49 @@ def test_one_line_and_os_errors():
     e = FileNotFoundError(2, "No such file or directory", "/x/y.json")
     assert is_user_error(e) and one_line(e) == "/x/y.json: No such file or directory"
     assert not is_user_error(ZeroDivisionError()) and not is_user_error(FileNotFoundError("no filename"))
+
+
+# --- bad raw data is quarantined, the rest is written (moved from tests/test_curate.py) ---------------------------
+
+def test_process_chunk_quarantines_a_bad_window_and_keeps_the_others():
+    seq, truth = factories.make_raw_sequence(n=130, width=W, height=H, dataset="synthetic", sequence="holey")
+    truth["depth"][60:120] = 0.0  # the second window has no valid depth at all
+
+    class One(Adapter):
+        name = "synthetic"
+
+        def load(self, ref):
+            return seq
+
+    out = stages.process_chunk(One(), get_annotator("render"), stages.WorkChunk(seq.ref, [0, 60]), size=64)
+    assert [r["clip_id"] for r in out.rows] == ["synthetic/holey/000000"]
+    (rec,) = out.quarantined
+    assert rec.stage == "standardize" and rec.clip_id == "synthetic/holey/000060"
+    assert rec.source == "/fake/holey" and "no valid depth" in rec.reason and rec.error_type == "SourceError"
+
+
+def test_ray_run_quarantines_corrupt_videos_and_writes_the_rest(tree, tmp_path, ray_local):
+    raw = tmp_path / "raw"
+    shutil.copytree(tree, raw)
+    write_tree(raw, names=("s2",))
+    shutil.copytree(raw / "s0", raw / "broken")
+    shutil.copytree(raw / "s0", raw / "truncated")
+    (raw / "broken" / "video.mp4").write_bytes(os.urandom(4000))
+    data = (raw / "s0" / "video.mp4").read_bytes()
+    (raw / "truncated" / "video.mp4").write_bytes(data[: len(data) // 2])
+    seen = []
+    cfg = config(raw, tmp_path / "out", windows_per_task=1, write_batch=2)
+    s = CurationRun(cfg, adapter=TreeAdapter(), engine="ray").run(progress=lambda d, t: seen.append((d, t)))
+
+    ids = sorted(c.clip_id for c in read_clips(cfg.table_path, decode_rgb=False))
+    assert ids == [f"synthetic/{q}/{s:06d}" for q in ("s0", "s1", "s2") for s in (0, 60)]
+    assert (s.sequences_seen, s.sequences_failed, s.clips_written, s.quarantined) == (5, 2, 6, 2)
+    recs = read_quarantine(cfg.quarantine_path)
+    assert sorted(r.sequence for r in recs) == ["broken", "truncated"]
+    for r in recs:
+        assert r.stage == "split" and r.error_type == "VideoError" and r.run_id == s.run_id
+        assert r.source.endswith(f"{r.sequence}/video.mp4") and "cannot decode video" in r.reason
+    assert seen[-1] == (6, 6)
+    clip = next(read_clips(cfg.table_path, ids=["synthetic/s2/000060"]))
+    assert clip.rgb.shape == (60, 64, 64, 3) and clip.depth_source == "render"
+    assert json.loads(Path(cfg.summary_path).read_text())["quarantined_by_stage"] == {"split": 2}
