@@ -1,7 +1,7 @@
 """Curation stages as pure functions, the serial and Ray runs and resume (quarantine, torn quarantine lines and
 the run lock are in tests/reliability, which reuse this module's fixture tree and adapter).
 
-The raw data is a real fixture tree written by the test: per sequence an H.264 mp4 (ffmpeg), poses,
+The raw data is a real fixture tree written by the test: per sequence an H.264 mp4 (PyAV), poses,
 gaze and depth as .npy, read back by a small adapter with the real adapter interface.
 """
 
