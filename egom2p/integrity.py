@@ -137,13 +137,18 @@ def warn_unverified(path, why: str) -> None:
 # --- identity ----------------------------------------------------------------------------------------
 
 
+def _is_digest(x) -> bool:
+    return isinstance(x, str) and len(x) == 64 and all(c in "0123456789abcdef" for c in x)
+
+
 def check_tokenizer_identities(recorded: dict, actual: dict, *, recorded_in: str, actual_in: str,
                                allow: bool = False, override: str | None = ALLOW_FOREIGN_FLAG) -> list[str]:
     """Refuse tokenizers whose checkpoint sha256 differs from the one recorded with an artefact.
 
     ``recorded``: {modality: identity} stored with the artefact (a checkpoint's token DB, a token DB's
     metadata); ``actual``: {modality: identity} of the tokenizers at hand (identity: {"kind", "sha256",
-    ...}). Modalities present on both sides with a sha256 are compared. A mismatch raises
+    ...}). Modalities present on both sides with a sha256 digest are compared (an identity recorded
+    without one, e.g. tokens imported from the official release, cannot be checked). A mismatch raises
     :class:`ForeignArtefactError` (one line naming both hashes and ``override``: the flag that accepts
     them deliberately, or, when it is no flag, the way to go instead), or with ``allow=True`` warns on stderr.
     Returns the mismatches found.
@@ -151,7 +156,7 @@ def check_tokenizer_identities(recorded: dict, actual: dict, *, recorded_in: str
     mismatches = []
     for m in sorted(set(recorded) & set(actual)):
         want, got = (recorded[m] or {}).get("sha256"), (actual[m] or {}).get("sha256")
-        if want and got and want != got:
+        if _is_digest(want) and _is_digest(got) and want != got:
             mismatches.append(f"the {m} tokenizer in {actual_in} has sha256 {got}; {recorded_in} expects "
                               f"{(recorded[m] or {}).get('kind')} sha256 {want}")
     if not mismatches:

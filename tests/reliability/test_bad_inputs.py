@@ -47,6 +47,8 @@ ROLES = {
     ("tokenizer", "train", "overrides"): "value:", ("curate", "dataset"): "value:egogen",
     ("curate", "out"): "clips_out", ("tokenize", "out"): "db_out", ("predict", "task"): "value:camera",
     ("eval", "task"): "value:camera", ("render", "source"): "value:egogen",
+    ("db", "import-wds", "root"): "wds", ("db", "import-wds", "out"): "db_out",
+    ("view", "source"): "clips", ("view", "video"): None, ("view", "clips"): None,  # (for other kinds of source)
 }
 # the ways each kind is broken ("missing": a path that does not exist)
 VARIANTS = {
@@ -57,6 +59,7 @@ VARIANTS = {
     "video": ("missing", "garbage"),
     "mesh": ("missing", "garbage"),
     "raw": ("missing",),
+    "wds": ("missing",),
     "db_out": ("damaged data", "damaged manifest"),  # a missing --out is a new DB
     "clips_out": ("damaged data",),  # an --out folder whose clips table is damaged
     "output": (),
@@ -91,7 +94,10 @@ def arguments(parser) -> list[argparse.Action]:
 
 
 def role(words: tuple[str, ...], dest: str) -> str | None:
-    return ROLES.get((*words, dest)) or ROLES.get((words[0], dest)) or ROLES.get(dest)
+    for key in ((*words, dest), (words[0], dest), dest):
+        if key in ROLES:
+            return ROLES[key]
+    return None
 
 
 def cases() -> list[tuple[tuple[str, ...], str, str]]:
@@ -133,6 +139,15 @@ def raw_egogen(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def wds_root(tmp_path_factory) -> Path:
+    from test_wds import write_official_shards
+
+    root = tmp_path_factory.mktemp("wds") / "main_model_token"
+    write_official_shards(root, "egogen", ["rgb", "cam"], ["walk0_0", "walk0_1"], 2, "token")
+    return root
+
+
 class Inputs:
     """Good values for each role, and broken ones built on copies (cached per module)."""
 
@@ -147,7 +162,8 @@ class Inputs:
         fresh = self.root / f"out{n}"
         return str({"clips": a.clips, "db": a.db, "tokenizers": a.tokenizers, "checkpoint": a.run, "video": a.video,
                     "raw": self.request.getfixturevalue("raw_egogen") if kind == "raw" else None,
-                    "output": fresh, "db_out": fresh / "new.lance", "clips_out": fresh, "mesh": None}[kind])
+                    "output": fresh, "db_out": fresh / "new.lance", "clips_out": fresh, "mesh": None,
+                    "wds": self.request.getfixturevalue("wds_root") if kind == "wds" else None}[kind])
 
     def bad(self, kind: str, variant: str) -> Path:
         key = (kind, variant)
@@ -158,7 +174,7 @@ class Inputs:
         a = self.a
         if variant == "missing":
             p = d / {"clips": "egogen.lance", "db": "tokens.lance", "tokenizers": "tokenizers", "checkpoint": "run",
-                     "video": "walk.mp4", "mesh": "room.ply", "raw": "egogen"}[kind]
+                     "video": "walk.mp4", "mesh": "room.ply", "raw": "egogen", "wds": "shards"}[kind]
         elif kind in ("clips", "db", "db_out", "clips_out"):
             src = a.clips if kind in ("clips", "clips_out") else a.db
             p = a.copy("clips" if src == a.clips else "db", d)
