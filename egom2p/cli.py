@@ -4,6 +4,10 @@ A command module defines ``register(subparsers)`` which adds its parser and sets
 with the parsed arguments; its return value is the exit code). Modules are discovered, so adding a
 command never edits this file; a module is named like its command, so ``egom2p CMD`` imports only
 ``egom2p/commands/CMD.py`` (bad input is reported before anything heavy, e.g. torch, is imported).
+
+Errors: a command raises :class:`egom2p.errors.EgoM2PError` (or a subclass) for bad input and for
+missing, damaged or foreign artefacts; :func:`main` prints it as ``egom2p <command>: <message>``,
+one line on stderr, and exits 2 (``--debug`` or ``EGOM2P_DEBUG=1``: the traceback instead).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import pkgutil
 import sys
 
 from . import __version__, commands
+from .errors import debug_enabled, hide_user_error_tracebacks, is_user_error, report
 
 
 class Parser(argparse.ArgumentParser):
@@ -30,6 +35,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         description="Egocentric multimodal data pipeline and EgoM2P model: render, curate, tokenize, train, predict.",
     )
     parser.add_argument("--version", action="version", version=f"egom2p {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of input and artefact errors (also EGOM2P_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_"))
     for name in [only] if only in names else names:
@@ -46,7 +53,28 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
-    return int(args.func(args) or 0)
+    debug = debug_enabled(args.debug)
+    if not debug:
+        hide_user_error_tracebacks()
+    try:
+        return int(args.func(args) or 0)
+    except SystemExit as e:  # a command's own one-line refusal, raise SystemExit("egom2p x: ...")
+        if isinstance(e.code, str):
+            return report(prog_of(args), e.code)
+        raise
+    except Exception as e:
+        if debug or not is_user_error(e):
+            raise
+        return report(prog_of(args), e)
+
+
+def prog_of(args) -> str:
+    """``egom2p <command> [<action>]`` of parsed arguments (the prefix of error lines)."""
+    words = ["egom2p", args.command]
+    for k, v in vars(args).items():
+        if k.endswith("_command") and isinstance(v, str):
+            words.append(v)
+    return " ".join(words)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import EgoM2PError
 from .modalities import CLIP_FPS, CLIP_FRAMES, GAZE_VALID_RANGE
 
 DEPTH_SOURCES = ("sensor", "rollingdepth", "render")
@@ -28,7 +29,7 @@ CAMERA_MODELS = ("pinhole", "fisheye624", "opencv", "opencv_rational", "kannala_
 CLIP_ID_RE = re.compile(r"^[A-Za-z0-9_\-]+/.+/\d{6}$")
 
 
-class ClipValidationError(ValueError):
+class ClipValidationError(EgoM2PError, ValueError):
     """A clip breaks the standard; the message names the clip and the problem."""
 
 

@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from . import tables
 from .clip import Clip
+from .errors import EgoM2PError
 from .modalities import CLIP_FPS, CLIP_FRAMES, GAZE_VALID_RANGE
 from .video import decode, encode_h264
 
@@ -70,7 +71,7 @@ INDEX_COLUMNS = [
 ]
 
 
-class ClipsTableError(RuntimeError):
+class ClipsTableError(EgoM2PError, RuntimeError):
     """A clips table cannot be read or written; the message names the table and the problem."""
 
 
@@ -186,7 +187,11 @@ def existing_ids(path, version=None, options: dict | None = None) -> set[str]:
     if not tables.exists(path, options):
         return set()
     open_clips(path, version, options)
-    return set(tables.read_keys(path, version, options=options))
+    try:
+        return set(tables.read_keys(path, version, options=options))
+    except Exception as e:
+        raise ClipsTableError(f"{os.fspath(path)}: reading the clip ids failed, the table may be truncated or corrupt "
+                              f"({type(e).__name__}: {str(e)[:300]})") from e
 
 
 def rows_to_table(rows: list[dict]) -> pa.Table:

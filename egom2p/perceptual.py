@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .errors import EgoM2PError
 from .metrics import feature_stats, frechet_distance
 
 LPIPS_FILES = {
@@ -39,7 +40,7 @@ I3D_FILE = "i3d_torchscript.pt"
 I3D_SIZE = 224
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(EgoM2PError, FileNotFoundError):
     """A perceptual network's weights are missing; the message names the directory and the files expected."""
 
 

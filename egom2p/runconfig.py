@@ -32,10 +32,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .errors import EgoM2PError
 from .storage import is_uri, local_path
 
 
-class ConfigError(ValueError):
+class ConfigError(EgoM2PError, ValueError):
     """A bad parameter value or input path of a run; the message names the parameter and the problem."""
 
 

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 import torch
 
+from .errors import EgoM2PError
 from .modalities import Registry
 from .tokendb import TokenDB, open_token_db, token_column
 
@@ -42,7 +43,7 @@ DEFAULT_ALPHAS = (0.01, 0.1, 1.0, 10.0)
 WEIGHTINGS = ("size", "uniform", "temperature")
 
 
-class SamplerError(ValueError):
+class SamplerError(EgoM2PError, ValueError):
     """The mixture cannot be sampled from this token DB (raised before training starts)."""
 
 

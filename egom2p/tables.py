@@ -41,13 +41,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import storage
+from .errors import EgoM2PError
 
 PRIMARY_KEY = {"lance-schema:unenforced-primary-key": "true"}
 INDEX_SUFFIX = "_idx"
 _CONFLICT_WORDS = ("conflict", "Incompatible transaction", "preempted")
 
 
-class TableError(RuntimeError):
+class TableError(EgoM2PError, RuntimeError):
     """A table cannot be opened or written; the message names the table and the problem."""
 
 

@@ -33,12 +33,13 @@ from pathlib import Path
 import numpy as np
 
 from . import geometry as geo
+from .errors import EgoM2PError
 from .modalities import CLIP_FPS, CLIP_FRAMES, VIDEO_TOKEN_FPS, Registry
 from .standardize import clip_starts, normalize_inverse_depth, resize_masked
 from .video import VideoError, center_crop_resize, decode, frame_timestamps, probe, token_frame_indices
 
 
-class TaskInputError(ValueError):
+class TaskInputError(EgoM2PError, ValueError):
     """Input a task cannot use; the message names the file and the problem."""
 
 
@@ -317,9 +318,12 @@ class TaskRunner:
     seed: int = 0
 
     @classmethod
-    def load(cls, ckpt, tokenizers_dir, device: str = "cpu", **kw) -> "TaskRunner":
-        """Load a checkpoint (egom2p.checkpoint) and tokenizers; refuse mismatched registries."""
+    def load(cls, ckpt, tokenizers_dir, device: str = "cpu", allow_foreign_tokenizers: bool = False,
+             **kw) -> "TaskRunner":
+        """Load a verified checkpoint (egom2p.checkpoint) and tokenizers; refuse mismatched registries and
+        tokenizers other than those the model was trained with (unless ``allow_foreign_tokenizers``)."""
         from .checkpoint import load_model
+        from .integrity import check_tokenizer_identities
         from .tokenizers import load_tokenizers
 
         ckpt, tokenizers_dir = os.fspath(ckpt), os.fspath(tokenizers_dir)
@@ -327,9 +331,12 @@ class TaskRunner:
             raise TaskInputError(f"{ckpt}: checkpoint not found")
         if not os.path.isdir(tokenizers_dir):
             raise TaskInputError(f"{tokenizers_dir}: tokenizers directory not found")
-        model, registry, _info = load_model(ckpt, device=device)
+        model, registry, info = load_model(ckpt, device=device)
         toks = load_tokenizers(tokenizers_dir, device=device)
         check_registries(registry, toks, ckpt, tokenizers_dir)
+        check_tokenizer_identities((info.get("db") or {}).get("tokenizers") or {},
+                                   {m: t.identity for m, t in toks.items()}, recorded_in=f"checkpoint {info['path']}",
+                                   actual_in=tokenizers_dir, allow=allow_foreign_tokenizers)
         return cls(model=model, registry=registry, tokenizers=toks, device=device, **kw)
 
     def image_size(self) -> int:

@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import tables
+from .errors import EgoM2PError
 from .modalities import MODALITIES, Registry
 
 TOKENS_FORMAT = "egom2p-tokens/2"
@@ -50,7 +51,7 @@ SOURCE_COLUMNS = ("src_clips", "src_clips_version")
 MAX_VOCAB = 65536  # tokens are stored as uint16
 
 
-class TokenDBError(RuntimeError):
+class TokenDBError(EgoM2PError, RuntimeError):
     """A token database cannot be read or written; the message names the path and the problem."""
 
 
@@ -211,7 +212,11 @@ class TokenDB:
         return self._lineage
 
     def clip_ids(self) -> list[str]:
-        return self.lance.to_table(columns=["clip_id"]).column("clip_id").to_pylist()
+        try:
+            return self.lance.to_table(columns=["clip_id"]).column("clip_id").to_pylist()
+        except (OSError, ValueError) as e:  # damaged data files (pyarrow.ArrowInvalid is a ValueError)
+            raise TokenDBError(f"{self.path}: reading the clip ids failed, the DB may be truncated or corrupt "
+                               f"({type(e).__name__}: {str(e)[:300]})") from e
 
     def index(self) -> pa.Table:
         """Key columns plus ``has_<m>`` flags of every row (no token lists read)."""

@@ -122,8 +122,14 @@ def _log(rank: int, msg: str):
         print(msg, flush=True)
 
 
-def train(cfg, db_path: str, out: str | None = None, resume: str | None = None, init: str | None = None) -> dict:
-    """Run training; returns {"losses": [...], "out": path, "checkpoint": last checkpoint dir}."""
+def train(cfg, db_path: str, out: str | None = None, resume: str | None = None, init: str | None = None,
+          allow_foreign_tokenizers: bool = False) -> dict:
+    """Run training; returns {"losses": [...], "out": path, "checkpoint": last checkpoint dir}.
+
+    ``resume``: a run (its newest intact checkpoint is used) or a step directory. ``resume``/``init``
+    on a token DB made with other tokenizers than the checkpoint's is refused unless
+    ``allow_foreign_tokenizers``.
+    """
     from omegaconf import OmegaConf
 
     from . import checkpoint as ck
@@ -132,6 +138,8 @@ def train(cfg, db_path: str, out: str | None = None, resume: str | None = None, 
     from .tokendb import open_token_db
 
     rank, world, device = setup_distributed(str(cfg.train.device))
+    if resume:
+        resume = resume_from(resume)  # the newest intact checkpoint of a run
     state = ck.read_state(resume) if resume else None
     out_dir = Path(out or (Path(ck.resolve_checkpoint(resume)).parents[1] if resume else cfg.train.out))
 
@@ -142,6 +150,9 @@ def train(cfg, db_path: str, out: str | None = None, resume: str | None = None, 
     db = open_token_db(db_path, version)
     if state is not None and os.path.abspath(db.path) != os.path.abspath(state["db"]["path"]):
         _log(rank, f"note: resuming on {db.path}; the run started on {state['db']['path']}")
+    for ckpt, st in ((resume, state), (init, ck.read_state(init) if init else None)):
+        if st is not None:
+            check_db_tokenizers(st, ckpt, db, allow_foreign_tokenizers)
     mcfg = ModelConfig.from_dict(_to_container(cfg.model))
     if db.registry.config != mcfg.registry:
         raise ValueError(f"{db.path}: token DB registry {db.registry.config!r} does not match model "
@@ -281,6 +292,24 @@ def train(cfg, db_path: str, out: str | None = None, resume: str | None = None, 
     return {"losses": losses, "out": str(out_dir), "checkpoint": str(last_ckpt) if last_ckpt else None}
 
 
+def resume_from(path: str) -> str:
+    """The step directory ``--resume PATH`` continues from: the newest intact checkpoint of a run (says so
+    when newer ones are damaged), or PATH itself when it names a step directory (refused if damaged)."""
+    from .checkpoint import resume_point
+
+    return str(resume_point(path, say=lambda m: _log(int(os.environ.get("RANK", "0")), m)))
+
+
+def check_db_tokenizers(state: dict, ckpt: str, db, allow: bool = False) -> None:
+    """Refuse continuing a checkpoint on a token DB made with other tokenizers (egom2p.integrity)."""
+    from .checkpoint import resolve_checkpoint
+    from .integrity import check_tokenizer_identities
+
+    check_tokenizer_identities((state.get("db") or {}).get("tokenizers") or {}, db.tokenizers,
+                               recorded_in=f"checkpoint {resolve_checkpoint(ckpt)}", actual_in=f"token DB {db.path}",
+                               allow=allow)
+
+
 # --------------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------------
@@ -301,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", default=None, metavar="CKPT", help="continue a run exactly from a checkpoint")
     p.add_argument("--init", default=None, metavar="CKPT", help="start from a checkpoint's weights (new run)")
     p.add_argument("--print-config", action="store_true", help="print the composed config and exit")
+    p.add_argument("--allow-foreign-tokenizers", action="store_true",
+                   help="--init/--resume on a token DB made with other tokenizers than the checkpoint's")
+    p.add_argument("--debug", action="store_true", help="show the traceback of input errors (also EGOM2P_DEBUG=1)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=tiny train.steps=200")
     return p
 
@@ -310,25 +342,28 @@ def main(argv: list[str] | None = None) -> int:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from .checkpoint import CheckpointError, read_state
-    from .sampler import SamplerError
-    from .tokendb import TokenDBError
+    from .checkpoint import read_state
+    from .errors import EgoM2PError, debug_enabled, is_user_error, one_line, report
 
     args = build_parser().parse_intermixed_args(argv)
     if args.resume and args.init:
         print("egom2p-train: error: --resume and --init exclude each other", file=sys.stderr)
         return 2
     try:
+        if args.resume:
+            args.resume = resume_from(args.resume)
         cfg = config_from_checkpoint(read_state(args.resume), args.overrides) if args.resume else \
             compose_config(args.overrides)
         if args.print_config:
             print(OmegaConf.to_yaml(cfg, resolve=True))
             return 0
-        result = train(cfg, args.db, out=args.out, resume=args.resume, init=args.init)
-    except (TokenDBError, SamplerError, CheckpointError, HydraException, OmegaConfBaseException, ValueError,
-            KeyError) as e:
-        print(f"egom2p-train: error: {e}", file=sys.stderr)
-        return 2
+        result = train(cfg, args.db, out=args.out, resume=args.resume, init=args.init,
+                       allow_foreign_tokenizers=args.allow_foreign_tokenizers)
+    except (EgoM2PError, HydraException, OmegaConfBaseException, ValueError, KeyError, OSError) as e:
+        # input, config and artefact errors: one line on stderr, exit 2 (bugs keep their traceback)
+        if debug_enabled(args.debug) or (isinstance(e, OSError) and not is_user_error(e)):
+            raise
+        return report("egom2p-train", f"error: {one_line(e)}")
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

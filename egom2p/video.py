@@ -29,10 +29,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .errors import EgoM2PError, native_messages
 from .modalities import CLIP_FPS, CLIP_FRAMES, VIDEO_TOKEN_FPS, VIDEO_TOKEN_FRAMES
 
 
-class VideoError(RuntimeError):
+class VideoError(EgoM2PError, RuntimeError):
     """A video could not be read or written; the message names the file and the problem."""
 
 
@@ -157,10 +158,13 @@ def _av_decode(source, what: str, indices=None, times: bool = False):
 def _decord_reader(path: str, what: str):
     import decord
 
+    said: list[str] = []
     try:
-        return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+        with native_messages() as said:  # ffmpeg's complaints go into the error, not onto stderr
+            return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
     except Exception as e:  # decord raises its own DECORDError / RuntimeError
-        raise VideoError(f"{what}: cannot decode video ({_first_line(e)})") from e
+        detail = f"; decoder: {said[0][:200]}" if said else ""
+        raise VideoError(f"{what}: cannot decode video ({_first_line(e)}{detail})") from e
 
 
 def _decord_probe(path: str, what: str) -> VideoInfo:

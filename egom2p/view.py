@@ -48,6 +48,7 @@ import numpy as np
 
 from . import geometry as geo
 from . import metrics as M
+from .errors import EgoM2PError
 from .modalities import CLIP_FPS, CLIP_FRAMES
 
 TIMELINE = "frame"
@@ -57,7 +58,7 @@ DEFAULT_FOV_DEG = 90.0  # horizontal field of view assumed for a prediction fold
 COLORS = {"gt": (40, 200, 80), "pred": (230, 60, 40)}
 
 
-class ViewError(ValueError):
+class ViewError(EgoM2PError, ValueError):
     """A source cannot be shown; the message names the path and the problem."""
 
 

@@ -69,6 +69,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import EgoM2PError
 from .modalities import MODALITIES, Registry, get_registry
 
 SIDECAR = "egom2p-wds.json"
@@ -91,7 +92,7 @@ def official_tokenizer(modality: str) -> dict:
     return {**OFFICIAL_TOKENIZERS[modality], "source": "official EgoM2P release shards", "sha256": _UNKNOWN_SHA}
 
 
-class WdsError(RuntimeError):
+class WdsError(EgoM2PError, RuntimeError):
     """The shard root or the output cannot be used; the message names the path and the problem."""
 
 

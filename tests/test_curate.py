@@ -1,4 +1,5 @@
-"""Curation stages as pure functions and as runner stages, local and Ray runs, quarantine, resume and the run lock.
+"""Curation stages as pure functions, the serial and Ray runs and resume (quarantine, torn quarantine lines and
+the run lock are in tests/reliability, which reuse this module's fixture tree and adapter).
 
 The raw data is a real fixture tree written by the test: per sequence an H.264 mp4 (PyAV), poses,
 gaze and depth as .npy, read back by a small adapter with the real adapter interface.
@@ -7,8 +8,6 @@ gaze and depth as .npy, read back by a small adapter with the real adapter inter
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -20,8 +19,8 @@ import factories
 from egom2p.adapters.base import Adapter, RawSequence, SequenceRef, SourceError
 from egom2p.annotators import get_annotator
 from egom2p.annotators.base import Annotator
-from egom2p.clips import existing_ids, read_clips, row_to_clip, rows_to_table, write_rows
-from egom2p.curate import CurateConfig, CurateError, CurationRun, QuarantineRecord, read_quarantine
+from egom2p.clips import existing_ids, row_to_clip, rows_to_table, write_rows
+from egom2p.curate import CurateConfig, CurateError, CurationRun, QuarantineRecord
 from egom2p.curate import stages
 from egom2p.curate.ops import AnnotateStage, StandardizeStage, chunks_table
 from egom2p.curate.summary import RunSummary
@@ -190,35 +189,6 @@ def test_write_appends_once(tree, tmp_path):
     assert existing_ids(table) == {"synthetic/s0/000000", "synthetic/s0/000060"}
 
 
-def test_curating_a_chunk_quarantines_a_bad_window_and_keeps_the_others():
-    seq, truth = factories.make_raw_sequence(n=130, width=W, height=H, dataset="synthetic", sequence="holey")
-    truth["depth"][60:120] = 0.0  # the second window has no valid depth at all
-
-    class One(Adapter):
-        name = "synthetic"
-
-        def load(self, ref):
-            return seq
-
-    rows, quarantined = curate_chunk(One(), get_annotator("render"), stages.WorkChunk(seq.ref, [0, 60]))
-    assert [r["clip_id"] for r in rows] == ["synthetic/holey/000000"]
-    (rec,) = quarantined
-    assert rec.stage == "standardize" and rec.clip_id == "synthetic/holey/000060"
-    assert rec.source == "/fake/holey" and "no valid depth" in rec.reason and rec.error_type == "SourceError"
-
-
-def test_quarantine_records_round_trip_and_a_torn_line_is_ignored(tmp_path):
-    ref = SequenceRef("synthetic", "s9", "/data/s9")
-    rec = QuarantineRecord.from_exception("split", ref, SourceError("/data/s9/video.mp4", "moov atom not found"), run_id="r1")
-    assert rec.source == "/data/s9/video.mp4" and rec.clip_id is None and rec.time
-    p = tmp_path / "q.jsonl"
-    p.write_text(rec.to_json() + "\n" + '{"dataset": "synth')  # a writer killed mid-line
-    (back,) = read_quarantine(p)
-    assert back == rec
-    with pytest.raises(ValueError, match="unknown stage"):
-        QuarantineRecord("d", "s", None, None, "decode", "E", "r")
-
-
 def test_summary_renders_coverage(tmp_path):
     s = RunSummary(dataset="synthetic", run_id="r", raw="raw", table="t.lance", depth="render", started="now",
                    sequences_seen=3, clips_written=4, table_clips=4, coverage={"rgb": 4, "depth": 4, "gaze": 2, "cam": 4},
@@ -240,33 +210,6 @@ def test_local_run_then_rerun_skips_everything(tree, tmp_path):
     assert (s2.clips_planned, s2.clips_written, s2.clips_skipped, s2.table_clips) == (0, 0, 4, 4)
     summary = json.loads((tmp_path / "synthetic.summary.json").read_text())
     assert summary["clips_skipped"] == 4 and summary["run_id"] == s2.run_id
-
-
-def test_ray_run_quarantines_corrupt_videos_and_writes_the_rest(tree, tmp_path, ray_local):
-    raw = tmp_path / "raw"
-    shutil.copytree(tree, raw)
-    write_tree(raw, names=("s2",))
-    shutil.copytree(raw / "s0", raw / "broken")
-    shutil.copytree(raw / "s0", raw / "truncated")
-    (raw / "broken" / "video.mp4").write_bytes(os.urandom(4000))
-    data = (raw / "s0" / "video.mp4").read_bytes()
-    (raw / "truncated" / "video.mp4").write_bytes(data[: len(data) // 2])
-    seen = []
-    cfg = config(raw, tmp_path / "out", windows_per_task=1, write_batch=2)
-    s = CurationRun(cfg, adapter=TreeAdapter(), executor="ray").run(progress=lambda d, t: seen.append((d, t)))
-
-    ids = sorted(c.clip_id for c in read_clips(cfg.table_path, decode_rgb=False))
-    assert ids == [f"synthetic/{q}/{s:06d}" for q in ("s0", "s1", "s2") for s in (0, 60)]
-    assert (s.sequences_seen, s.sequences_failed, s.clips_written, s.quarantined) == (5, 2, 6, 2)
-    recs = read_quarantine(cfg.quarantine_path)
-    assert sorted(r.sequence for r in recs) == ["broken", "truncated"]
-    for r in recs:
-        assert r.stage == "split" and r.error_type == "VideoError" and r.run_id == s.run_id
-        assert r.source.endswith(f"{r.sequence}/video.mp4") and "cannot decode video" in r.reason
-    assert seen[-1] == (6, 6)
-    clip = next(read_clips(cfg.table_path, ids=["synthetic/s2/000060"]))
-    assert clip.rgb.shape == (60, 64, 64, 3) and clip.depth_source == "render"
-    assert json.loads(Path(cfg.summary_path).read_text())["quarantined_by_stage"] == {"split": 2}
 
 
 # ------------------------------------------------------------------------------- fail fast
@@ -301,20 +244,3 @@ def test_prepare_fails_fast_with_clear_messages(tree, tmp_path, monkeypatch):
 
     with pytest.raises(CurateError, match="has none"):
         CurationRun(config(tree, tmp_path, depth="sensor"), adapter=NoDepth()).prepare()
-
-
-def test_a_second_run_of_the_same_dataset_and_output_is_refused(tree, tmp_path):
-    first = CurationRun(config(tree, tmp_path), adapter=TreeAdapter(), executor="local")
-    first.prepare()
-    try:
-        with pytest.raises(CurateError, match="another curate run"):
-            CurationRun(config(tree, tmp_path), adapter=TreeAdapter(), executor="local").prepare()
-        other = CurationRun(CurateConfig(dataset="other", raw=str(tree), out=str(tmp_path)), adapter=TreeAdapter(),
-                            executor="local")
-        other.prepare()  # another dataset into the same folder is fine
-        other.close()
-    finally:
-        first.close()
-    again = CurationRun(config(tree, tmp_path), adapter=TreeAdapter(), executor="local")
-    again.prepare()
-    again.close()

@@ -1,6 +1,6 @@
-"""The ``curate`` Prefect flow on real egogen renders: in-process under the test harness, killed and
-resumed as a real ``egom2p curate`` subprocess, and through the real deployment path (local Prefect
-server, process work pool, worker, ``run_deployment``).
+"""The ``curate`` Prefect flow on real egogen renders: in-process under the test harness and through the
+real deployment path (local Prefect server, process work pool, worker, ``run_deployment``). Killing a
+real ``egom2p curate`` subprocess and resuming it is in tests/reliability/test_kill_resume.py.
 
 One Ray and one Prefect harness (tests/conftest.py) serve the whole session; the subprocess and the
 deployment's flow run join that Ray through ``RAY_ADDRESS`` and the harness's API (saving a Ray start per run).
@@ -9,17 +9,14 @@ deployment's flow run join that Ray through ``RAY_ADDRESS`` and the harness's AP
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from egom2p.clips import decode_depth, existing_ids, read_clips
+from egom2p.clips import existing_ids, read_clips
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -74,61 +71,6 @@ def test_cli_reports_a_missing_raw_root(tmp_path, prefect_harness, ray_session):
                         str(tmp_path / "out")], env=sub_env(ray_session, prefect_harness), capture_output=True, text=True,
                        timeout=300)
     assert p.returncode == 2 and "raw root" in p.stderr and "does not exist" in p.stderr
-
-
-@pytest.mark.slow
-def test_killed_run_resumes_to_exactly_the_uninterrupted_result(egogen_raw, tmp_path, prefect_harness, ray_session):
-    from egom2p.flows.curate import curate
-
-    args = dict(dataset="egogen", raw=str(egogen_raw), stride=10, size=128)  # 2 x 7 = 14 clips
-    killed = tmp_path / "killed"
-    log = open(tmp_path / "killed.log", "w")
-    proc = subprocess.Popen([str(BIN / "egom2p"), "curate", "egogen", "--raw", str(egogen_raw), "--out", str(killed),
-                             "--stride", "10", "--size", "128", "--write-batch", "1"],
-                            env=sub_env(ray_session, prefect_harness), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    table = killed / "egogen.lance"
-    partial: set[str] = set()
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            if table.exists():
-                partial = existing_ids(table)
-                if partial:
-                    break
-            time.sleep(0.05)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # no clean-up chance: the hardest interruption
-        proc.wait(timeout=60)
-        log.close()
-    assert proc.returncode == -signal.SIGKILL, (tmp_path / "killed.log").read_text()[-3000:]
-    partial = existing_ids(table)
-    assert 0 < len(partial) < 14
-
-    # the workers write: a commit in flight when the driver died may still land, never twice
-    resumed = curate(out=str(killed), **args)
-    assert len(partial) <= resumed["clips_skipped"] < 14
-    assert resumed["clips_written"] == 14 - resumed["clips_skipped"]
-    reference = curate(out=str(tmp_path / "reference"), **args)
-    assert reference["clips_written"] == 14
-
-    def rows(path):
-        import lance
-
-        t = lance.dataset(str(path)).to_table(columns=["clip_id", "rgb_mp4", "depth_f16", "gaze", "cam"]).to_pylist()
-        return {r["clip_id"]: r for r in t}, len(t)
-
-    got, n_got = rows(table)
-    want, n_want = rows(tmp_path / "reference" / "egogen.lance")
-    assert n_got == len(got) == 14 and n_want == 14  # no duplicate rows
-    assert got.keys() == want.keys()
-    for cid in want:  # the same clips: nothing lost or half-written (H.264 at one thread is deterministic)
-        g, w = got[cid], want[cid]
-        assert g["rgb_mp4"] == w["rgb_mp4"], cid
-        for col in ("gaze", "cam"):  # NaN (invalid gaze) counts as equal
-            np.testing.assert_array_equal(np.array(g[col], float), np.array(w[col], float), err_msg=cid)
-        np.testing.assert_array_equal(decode_depth(g["depth_f16"], 60, 128, 128), decode_depth(w["depth_f16"], 60, 128, 128))
 
 
 def free_port() -> int:

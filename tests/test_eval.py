@@ -141,4 +141,4 @@ def test_eval_cli_reports_bad_input(clips_table, tmp_path, capsys):
     rc = main(["eval", "camera", "--ckpt", str(tmp_path / "missing"), "--tokenizers", str(tmp_path),
                "--clips", str(clips_table)])
     assert rc == 2
-    assert "missing: checkpoint not found" in capsys.readouterr().out
+    assert "missing: checkpoint not found" in capsys.readouterr().err  # one line on stderr

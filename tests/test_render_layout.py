@@ -108,17 +108,17 @@ def test_cli_render_with_preview(tmp_path, capsys):
 
     im = cv2.imread(str(png))
     assert im is not None and im.shape[1] > 2 * im.shape[0] and im.std() > 20
-    # bad scene -> clear error, exit code 1, nothing presented as complete
+    # bad scene -> clear error, exit code 2, nothing presented as complete
     bad = tmp_path / "bad.ply"
     bad.write_bytes(b"")
     rc = main(["render", "egogen", "--out", str(tmp_path / "cli2"), "--sequences", "1", "--seconds", "1",
                "--scene", str(bad)])
-    assert rc == 1
+    assert rc == 2
     assert "bad.ply" in capsys.readouterr().err
     assert not (tmp_path / "cli2" / "render.json").exists()
     rc = main(["render", "egogen", "--out", str(out), "--sequences", "1", "--seconds", "1", "--seed", "9",
                "--size", "64"])
-    assert rc == 1 and "different render" in capsys.readouterr().err
+    assert rc == 2 and "different render" in capsys.readouterr().err
 
 
 def test_parallel_jobs_give_the_same_render(rendered, tmp_path):
@@ -145,7 +145,7 @@ def test_scene_without_free_space_writes_nothing(tmp_path, capsys):
     o3d.io.write_triangle_mesh(str(mesh), mb.build(0.0, np.zeros((0, 4)), {}).to_open3d())
     rc = main(["render", "egogen", "--out", str(tmp_path / "out"), "--sequences", "1", "--seconds", "1",
                "--scene", str(mesh), "--scene-up", "y"])
-    assert rc == 1
+    assert rc == 2
     err = capsys.readouterr().err
     assert "full.ply" in err and "free floor" in err
     assert not (tmp_path / "out").exists()

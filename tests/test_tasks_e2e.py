@@ -179,9 +179,9 @@ def test_mismatched_registry_is_refused(pipeline, tmp_path, capsys):
                    model_config=cfg.to_dict(), norm={"mean": [0.0] * 9, "std": [1.0] * 9})
     rc = main(["eval", "camera", "--ckpt", str(pipeline["ckpt"]), "--tokenizers", str(tmp_path / "tok"),
                "--clips", str(pipeline["table"])])
-    out = capsys.readouterr().out
+    err = capsys.readouterr().err
     assert rc == 2
-    assert "modality registry mismatch" in out and "vocab 64" in out and "vocab 256" in out
+    assert "modality registry mismatch" in err and "vocab 64" in err and "vocab 256" in err
 
 
 def test_predict_refuses_short_and_corrupt_videos(pipeline, tmp_path, capsys):
@@ -193,8 +193,8 @@ def test_predict_refuses_short_and_corrupt_videos(pipeline, tmp_path, capsys):
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x01" * 300)
     base = ["--ckpt", str(pipeline["ckpt"]), "--tokenizers", str(pipeline["tokenizers"]), "--out", str(tmp_path / "o")]
     assert main(["predict", "camera", "--video", str(short), *base]) == 2
-    assert "short.mp4: video is 45 frames (1.50 s)" in capsys.readouterr().out
+    assert "short.mp4: video is 45 frames (1.50 s)" in capsys.readouterr().err
     assert main(["predict", "gaze", "--video", str(bad), *base]) == 2
-    assert "corrupt.mp4" in capsys.readouterr().out
+    assert "corrupt.mp4" in capsys.readouterr().err
     assert main(["predict", "rgb", *base]) == 2
-    assert "needs --depth" in capsys.readouterr().out
+    assert "needs --depth" in capsys.readouterr().err

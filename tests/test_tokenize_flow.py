@@ -14,10 +14,11 @@ from factories import make_clip, make_tiny_tokenizers
 
 from egom2p.clips import ClipsTableError, clips_index, write_clips
 from egom2p.commands.db import db_info
+from egom2p.errors import ForeignArtefactError
 from egom2p.flows.tokenize import tokenize
 from egom2p.modalities import get_registry
 from egom2p.tokendb import open_token_db, write_tokens
-from egom2p.tokenizers import TokenizerError, load_tokenizers
+from egom2p.tokenizers import load_tokenizers
 from egom2p.tokenizers.stage import tokenize_clips
 
 torch.set_num_threads(1)
@@ -151,5 +152,6 @@ def test_refusals(prefect_harness, tables, tokdir, tmp_path):
     mine = tmp_path / "mine.lance"
     write_tokens(mine, [{"clip_id": "z/s/000000", "dataset": "z", "sequence": "s", "split": "train"}],
                  registry=TINY, tokenizers={"cam": {"kind": "vqvae", "sha256": "0" * 64}})
-    with pytest.raises(TokenizerError, match="cam was tokenized with checkpoint"):
+    with pytest.raises(ForeignArtefactError, match=f"cam tokenizer in {tokdir} has sha256 .*token DB .*mine.lance "
+                                                   f"expects vqvae sha256 {'0' * 64}; use a new token DB"):
         tokenize(clips=[str(d / "adt.lance")], tokenizers=str(tokdir), out=str(mine), use_ray=False)

@@ -72,7 +72,7 @@ def test_loss_falls_and_checkpoint_is_complete(db, tmp_path, capsys):
     assert st["config"]["model"]["name"] == "tiny" and st["code"]["package"] and "git_sha" in st["code"]
     assert st["sampler"] == {"seed": 0, "next_batch": 80}
     assert {p.name for p in (ck / "step_0000080").iterdir()} == {"model.safetensors", "optimizer.pt", "rng.pt",
-                                                                 "state.json"}
+                                                                 "state.json", "manifest.json"}
     assert list((tmp_path / "run" / "tb").glob("events.*"))
     model, reg, info = load_model(tmp_path / "run")
     assert reg.config == "tiny" and not model.training and info["step"] == 80

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from ..adapters.base import RawSequence
+from ..errors import EgoM2PError
 from ..standardize import DepthAnnotation
 
 ANNOTATORS = ("none", "render", "sensor", "rollingdepth")
 
 
-class AnnotatorUnavailable(RuntimeError):
+class AnnotatorUnavailable(EgoM2PError, RuntimeError):
     """The annotator cannot run (unknown name, missing checkpoint, ...); raised at flow start."""
 
 

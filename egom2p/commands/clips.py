@@ -35,7 +35,7 @@ def run_info(args) -> int:
 
     from ..clips import clips_index
 
-    index = clips_index(args.path, version=args.version)
+    index = clips_index(args.path, version=args.version)  # ClipsTableError naming the table (missing, damaged)
     ds = lance.dataset(args.path)
     print(f"{args.path}: {index.num_rows} clips, Lance version {args.version or ds.version} "
           f"(latest {ds.version}, {len(ds.versions())} versions)")

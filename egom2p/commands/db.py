@@ -38,7 +38,19 @@ def _version_arg(v):
 
 
 def db_info(path, version=None) -> dict:
-    """Everything ``db info`` prints, as a dict."""
+    """Everything ``db info`` prints, as a dict (TokenDBError naming the DB when its data cannot be read)."""
+    from ..tokendb import TokenDBError
+
+    try:
+        return _db_info(path, version)
+    except (OSError, ValueError) as e:  # Lance raises OSError / pyarrow.ArrowInvalid (a ValueError) on damaged data
+        if isinstance(e, TokenDBError):
+            raise
+        raise TokenDBError(f"{path}: cannot read the token DB, its data is damaged or unreadable "
+                           f"({type(e).__name__}: {str(e)[:300]})") from e
+
+
+def _db_info(path, version=None) -> dict:
     from ..tokendb import open_token_db
 
     db = open_token_db(path, _version_arg(version))

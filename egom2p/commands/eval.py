@@ -356,19 +356,19 @@ def register(sub) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--weights", default=None, help="directory of LPIPS/FVD weights (default $EGOM2P_WEIGHTS)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--allow-foreign-tokenizers", action="store_true",
+                   help="use tokenizers other than those the checkpoint was trained with (refused by default)")
     p.set_defaults(func=run_eval)
 
 
 def run_eval(args) -> int:
-    from ..checkpoint import CheckpointError
-    from ..tokenizers import TokenizerError
+    from ..errors import as_user_error
 
-    try:
-        runner = TaskRunner.load(args.ckpt, args.tokenizers, device=args.device, seed=args.seed)
+    # errors (bad input, missing/damaged/foreign artefacts) are reported by egom2p.cli.main: one line on stderr, exit 2
+    with as_user_error(ValueError):
+        runner = TaskRunner.load(args.ckpt, args.tokenizers, device=args.device, seed=args.seed,
+                                 allow_foreign_tokenizers=args.allow_foreign_tokenizers)
         clips, split = select_clips(args.clips, args.task, args.split, args.limit)
-    except (TaskInputError, FileNotFoundError, ValueError, CheckpointError, TokenizerError) as e:
-        print(f"egom2p eval: error: {e}")
-        return 2
     print(f"egom2p eval {args.task}: {len(clips)} clips (split {split}) from {', '.join(args.clips)}; "
           f"registry {runner.registry.config}, device {args.device}")
     report = evaluate(runner, args.task, clips, alignment=args.alignment, batch_size=args.batch_size,

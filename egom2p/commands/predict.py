@@ -16,7 +16,9 @@ import json
 import os
 from pathlib import Path
 
-from ..tasks import TASKS, TaskInputError, TaskRunner, run_task, write_outputs
+from ..errors import as_user_error
+from ..integrity import ALLOW_FOREIGN_FLAG
+from ..tasks import TASKS, TaskRunner, run_task, write_outputs
 
 
 def register(sub) -> None:
@@ -34,20 +36,18 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="windows per model call")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument(ALLOW_FOREIGN_FLAG, action="store_true",
+                   help="use tokenizers other than those the checkpoint was trained with (refused by default)")
     p.set_defaults(func=run_predict)
 
 
 def run_predict(args) -> int:
-    from ..checkpoint import CheckpointError
-    from ..tokenizers import TokenizerError
-
-    try:
-        runner = TaskRunner.load(args.ckpt, args.tokenizers, device=args.device, seed=args.seed)
+    # errors (bad input, missing/damaged/foreign artefacts) are reported by egom2p.cli.main: one line on stderr, exit 2
+    with as_user_error(ValueError):
+        runner = TaskRunner.load(args.ckpt, args.tokenizers, device=args.device, seed=args.seed,
+                                 allow_foreign_tokenizers=args.allow_foreign_tokenizers)
         result = run_task(runner, args.task, video=args.video, depth=args.depth, depth_fps=args.depth_fps,
                           depth_kind=args.depth_kind, stride=args.stride, batch_size=args.batch_size)
-    except (TaskInputError, FileNotFoundError, ValueError, CheckpointError, TokenizerError) as e:
-        print(f"egom2p predict: error: {e}")
-        return 2
     paths = write_outputs(result, args.out)
     t = result.timing
     summary = {"task": args.task, "input": os.fspath(args.video or args.depth), "windows": len(result.starts),

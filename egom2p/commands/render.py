@@ -32,9 +32,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..errors import as_user_error
     from ..render import RenderConfig, render_dataset
-    from ..render.layout import RenderLayoutError
-    from ..render.scene import SceneError
 
     if args.sequences < 1 or args.seconds <= 0 or args.size < 8:
         print("egom2p render: --sequences must be >= 1, --seconds > 0 and --size >= 8", file=sys.stderr)
@@ -49,12 +48,10 @@ def run(args) -> int:
     done_before = {sequence_name(args.seed, i) for i in range(args.sequences)
                    if is_complete(Path(args.out) / sequence_name(args.seed, i))}
     t0 = time.perf_counter()
-    try:
+    # SceneError / RenderLayoutError (bad mesh, a different render in --out) are reported by egom2p.cli.main
+    with as_user_error(ValueError):
         dirs = render_dataset(args.out, args.sequences, seed=args.seed, preview=args.preview,
                               rgb_format=args.rgb_format, config=config, jobs=max(1, args.jobs))
-    except (SceneError, RenderLayoutError, ValueError) as e:
-        print(f"egom2p render: {e}", file=sys.stderr)
-        return 1
     dt = time.perf_counter() - t0
     print(f"rendered {len(dirs)} sequences of {args.seconds:g} s at {args.size}x{args.size} into {args.out} in {dt:.1f} s")
     for d in dirs:

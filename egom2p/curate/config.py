@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .. import storage
 from ..adapters.base import KNOWN_DATASETS
+from ..errors import EgoM2PError
 from ..annotators.base import ANNOTATORS
 from ..modalities import CLIP_FRAMES, STANDARD_IMAGE_SIZE
 from ..runconfig import ConfigError, absolute, check_output, is_uri, option, param
@@ -20,7 +21,7 @@ EXECUTORS = ("ray", "local")
 MODEL_ANNOTATORS = ("rollingdepth",)
 
 
-class CurateError(RuntimeError):
+class CurateError(EgoM2PError, RuntimeError):
     """A run cannot start (unknown dataset, missing adapter or checkpoint, bad options, busy output)."""
 
 

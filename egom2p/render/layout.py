@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import EgoM2PError
 from .scene import Scene, load_mesh_scene
 from .sequence import RenderConfig, plan_sequence, sequence_name
 from .shading import Renderer
@@ -50,7 +51,7 @@ SEQUENCE_FILES = ("depth.npy", "c2w_opengl.npy", "intrinsics.json", "gaze_point_
                   "gaze_state.npy", "gaze_object.npy", "scene.json")
 
 
-class RenderLayoutError(RuntimeError):
+class RenderLayoutError(EgoM2PError, RuntimeError):
     """An output folder cannot take this render, or a render folder is malformed; names the path."""
 
     def __init__(self, path, problem: str):

@@ -25,9 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import EgoM2PError, native_messages
 
-class SceneError(RuntimeError):
+
+class SceneError(EgoM2PError, RuntimeError):
     """A scene cannot be built or loaded; the message names the file (if any) and the problem."""
+
+    def __init__(self, path, problem: str | None = None):
+        self.path, self.problem = str(path), problem
+        super().__init__(self.path if problem is None else f"{self.path}: {problem}")
 
 
 #: Shading patterns applied per material in world space (see :mod:`egom2p.render.shading`).
@@ -731,13 +737,15 @@ def load_mesh_scene(path: str | os.PathLike, up: str = "auto", seed: int = 0, ma
         raise SceneError(p, "scene mesh file is empty")
     try:
         # post-processing (assimp formats such as .obj/.gltf): triangulate polygons, load textures
-        mesh = o3d.io.read_triangle_mesh(str(p), enable_post_processing=True, print_progress=False)
+        with native_messages() as said:  # the readers' complaints go into the error, not onto stderr
+            mesh = o3d.io.read_triangle_mesh(str(p), enable_post_processing=True, print_progress=False)
     except Exception as e:  # open3d raises RuntimeError for some malformed files
         raise SceneError(p, f"cannot read mesh ({type(e).__name__}: {e})") from e
     v = np.asarray(mesh.vertices, dtype=np.float64)
     t = np.asarray(mesh.triangles, dtype=np.int64)
     if len(v) == 0 or len(t) == 0:
-        raise SceneError(p, "mesh has no triangles (empty or unreadable file)")
+        detail = f": {said[0][:200]}" if said else ""
+        raise SceneError(p, f"mesh has no triangles (empty or unreadable file{detail})")
     if not np.isfinite(v).all():
         raise SceneError(p, "mesh has non-finite vertex coordinates")
     if t.min() < 0 or t.max() >= len(v):

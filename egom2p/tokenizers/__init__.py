@@ -17,15 +17,16 @@ cam    float32 [B, 60, 4, 4] c2w       float32 [B, 60, 4, 4]
 =====  ==============================  ==============================================
 
 Checkpoints: a directory per modality with ``config.json`` (kind, modality, registry config name and
-snapshot, model config, normalisation statistics, training and evaluation summaries) and
-``model.safetensors``; or, for Cosmos, a directory with ``encoder.jit`` and ``decoder.jit``.
+snapshot, model config, normalisation statistics, training and evaluation summaries, and the sha256
+and size of the weights) and ``model.safetensors``; or, for Cosmos, a directory with ``encoder.jit``
+and ``decoder.jit``. Both files are written through a rename, config.json last; loading verifies the
+weights against the recorded sha256 and names a damaged or truncated file.
 :func:`load_tokenizers` reads ``DIR/{rgb,depth,gaze,cam}/`` and checks every checkpoint against the
 modality registry.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -34,7 +35,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import EgoM2PError, IntegrityError
 from ..geometry import c2w_to_pose9d, pose9d_to_c2w
+from ..integrity import atomic_write_text, file_sha256, verify_file, warn_unverified
 from ..modalities import GAZE_VALID_RANGE, MODALITIES, ModalitySpec, Registry, get_registry
 from ..video import pad_causal, token_frame_indices
 
@@ -43,16 +46,8 @@ WEIGHTS_FILE = "model.safetensors"
 _NORM_MEAN, _NORM_STD = "__norm__.mean", "__norm__.std"
 
 
-class TokenizerError(RuntimeError):
+class TokenizerError(EgoM2PError, RuntimeError):
     """A tokenizer checkpoint or input is unusable; the message names the file or the problem."""
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def resolve_device(device: str | None = None) -> torch.device:
@@ -269,12 +264,27 @@ def save_tokenizer(directory, model: torch.nn.Module, *, kind: str, modality: st
     if norm is not None:
         state[_NORM_MEAN] = torch.tensor(norm["mean"], dtype=torch.float32)
         state[_NORM_STD] = torch.tensor(norm["std"], dtype=torch.float32)
-    save_file(state, str(d / WEIGHTS_FILE))  # no header metadata: its key order is not stable, the sha256 must be
-    sha = file_sha256(d / WEIGHTS_FILE)
+    tmp = d / f".{WEIGHTS_FILE}.tmp"
+    save_file(state, str(tmp))  # no header metadata: its key order is not stable, the sha256 must be
+    sha, size = file_sha256(tmp), tmp.stat().st_size
+    os.replace(tmp, d / WEIGHTS_FILE)
     cfg = {"kind": kind, "modality": modality, "registry": registry.config, "registry_snapshot": registry.snapshot(),
-           "model": model_config, "norm": norm, "sha256": sha, **(extra or {})}
-    (d / CONFIG_FILE).write_text(json.dumps(cfg, indent=2, default=float))
+           "model": model_config, "norm": norm, "sha256": sha, "bytes": size, **(extra or {})}
+    atomic_write_text(d / CONFIG_FILE, json.dumps(cfg, indent=2, default=float))  # last: records the weights' hash
     return {"kind": kind, "modality": modality, "registry": registry.config, "sha256": sha}
+
+
+def _verified_sha256(wpath: Path, cfg: dict) -> str:
+    """The weights' sha256, checked against the one config.json recorded (TokenizerError naming the file)."""
+    if not cfg.get("sha256"):
+        warn_unverified(wpath, f"no sha256 in {CONFIG_FILE}")
+        return file_sha256(wpath)
+    try:
+        verify_file(wpath, {"sha256": cfg["sha256"], "bytes": cfg.get("bytes")},
+                    recorded_in=str(wpath.parent / CONFIG_FILE))
+    except IntegrityError as e:
+        raise TokenizerError(str(e)) from e
+    return cfg["sha256"]
 
 
 def _load_state(path: Path) -> dict:
@@ -329,8 +339,8 @@ def load_tokenizer(directory, registry: Registry | str | None = None, device: st
     wpath = d / WEIGHTS_FILE
     if not wpath.is_file():
         raise TokenizerError(f"{where}: missing {WEIGHTS_FILE}")
+    sha = _verified_sha256(wpath, cfg)
     state = _load_state(wpath)
-    sha = file_sha256(wpath)
     ident = {"kind": kind, "modality": mod, "registry": reg.config, "sha256": sha}
     if kind == "vqvae":
         mcfg = VQVAEConfig(**cfg["model"])

@@ -21,12 +21,14 @@ from pathlib import Path
 
 import torch
 
+from ..errors import EgoM2PError
+
 COSMOS_FILES = ("encoder.jit", "decoder.jit")
 COSMOS_LEVELS = (8, 8, 8, 5, 5, 5)
 COSMOS_COMPRESSION = (4, 8, 8)  # temporal, height, width
 
 
-class CosmosCheckpointError(FileNotFoundError):
+class CosmosCheckpointError(EgoM2PError, FileNotFoundError):
     """The Cosmos checkpoint directory is missing or incomplete; the message lists the expected files."""
 
 

@@ -165,6 +165,7 @@ class TokenizeRun:
         """Load the tokenizers, check every clips table and the existing DB, register the tokenizers; raise before any work."""
         from ..clips import ClipsTableError, open_clips
         from ..tables import exists
+        from ..integrity import check_tokenizer_identities
         from ..tokendb import open_token_db, prepare_db
 
         cfg = self.config
@@ -184,11 +185,10 @@ class TokenizeRun:
         if exists(cfg.out, cfg.options(cfg.out)):
             db = open_token_db(cfg.out, options=cfg.options(cfg.out))
             db.registry.check_compatible(self.registry, what=f"token DB {cfg.out} (tokenizers in {cfg.tokenizers})")
-            for m, t in self.tokenizers.items():
-                have = db.tokenizers.get(m)
-                if have and have.get("sha256") != t.identity["sha256"]:
-                    raise TokenizerError(f"{cfg.out}: {m} was tokenized with checkpoint sha256 {have['sha256'][:12]}..., "
-                                         f"{cfg.tokenizers}/{m} has {t.identity['sha256'][:12]}...; write a new token DB")
+            # tokens of two tokenizers cannot share a column: no override, a new DB is the way
+            check_tokenizer_identities(db.tokenizers, {m: t.identity for m, t in self.tokenizers.items()},
+                                       recorded_in=f"token DB {cfg.out}", actual_in=cfg.tokenizers,
+                                       override="a new token DB (another --out)")
         # creates the DB if needed (atomically) and registers the tokenizers (a conflict-checked commit)
         prepare_db(cfg.out, self.registry, self._identities(), cfg.options(cfg.out))
 
