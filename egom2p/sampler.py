@@ -31,6 +31,7 @@ whose workers are started with ``spawn`` (Lance is not fork-safe); worker ``w`` 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any, List, Optional
 
 import numpy as np
 import torch
@@ -48,14 +49,14 @@ class SamplerError(ValueError):
 
 @dataclass
 class MixtureConfig:
-    datasets: dict | list | None = None  # None = every dataset of the split; list; or {name: weight}
+    datasets: Any = None  # None = every dataset of the split; a list of names; or {name: weight}
     weighting: str = "size"  # size | uniform | temperature (ignored with explicit weights)
     temperature: float = 1.0
-    modalities: list = field(default_factory=lambda: ["rgb", "depth", "gaze", "cam"])
-    alphas: list = field(default_factory=lambda: list(DEFAULT_ALPHAS))
+    modalities: List[str] = field(default_factory=lambda: ["rgb", "depth", "gaze", "cam"])
+    alphas: List[float] = field(default_factory=lambda: list(DEFAULT_ALPHAS))
     input_budget: int = 2048
     target_budget: int = 2048
-    split: str | None = "train"  # None = all rows
+    split: Optional[str] = "train"  # None = all rows
     empty_input_prob: float = 0.0  # share of samples with no inputs (trains the unconditional pass of CFG)
 
     @classmethod
