@@ -103,6 +103,7 @@ class TrainLoopConfig:
     attention: AttentionImpl = AttentionImpl.auto
     parallel: Parallel = Parallel.ddp  # with more than one process (torchrun)
     activation_checkpointing: bool = False  # recompute each block's activations in the backward pass
+    peak_tflops: Optional[float] = None  # the MFU denominator per device; null = the known bf16 peak of the GPU
     tensorboard: bool = True
 
 

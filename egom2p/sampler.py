@@ -331,10 +331,13 @@ class BatchStream(torch.utils.data.IterableDataset):
 
 
 def make_loader(sampler: MaskingSampler, start_batch: int = 0, num_workers: int = 0,
-                num_batches: int | None = None, prefetch_factor: int = 4) -> torch.utils.data.DataLoader:
-    """A DataLoader over batches ``start_batch...`` (batch_size=None: the sampler builds whole batches)."""
+                num_batches: int | None = None, prefetch_factor: int = 4,
+                pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """A DataLoader over batches ``start_batch...`` (batch_size=None: the sampler builds whole batches).
+
+    ``pin_memory``: page-locked batches, so that their copy to a GPU overlaps the step."""
     kw = {}
     if num_workers > 0:
         kw = dict(multiprocessing_context="spawn", prefetch_factor=prefetch_factor, persistent_workers=False)
     return torch.utils.data.DataLoader(BatchStream(sampler.spec(), start_batch, num_batches), batch_size=None,
-                                       num_workers=num_workers, **kw)
+                                       num_workers=num_workers, pin_memory=pin_memory, **kw)
