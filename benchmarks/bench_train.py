@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from egom2p.model import EgoM2P, ModelConfig, attendable_keys, combine_losses, position_table  # noqa: E402
+from egom2p.model import EgoM2P, ModelConfig, attendable_keys, position_table  # noqa: E402
 from egom2p.sampler import MaskingSampler  # noqa: E402
-from egom2p.train import compose_config, make_optimizer  # noqa: E402
+from egom2p.train import autocast, compose_config, make_optimizer, train_step  # noqa: E402
 from train_factories import make_token_db  # noqa: E402
 
 WIDTH, LAYERS, HEADS, BUDGET, BATCH = 240, 4, 4, 256, 16
@@ -76,13 +76,17 @@ class StockSeq2Seq(nn.Module):
         return nn.functional.cross_entropy(self.head(h[b["dec_valid"]]).float(), labels)
 
 
-def make_step(module: nn.Module, loss_fn, ocfg, bf16: bool):
+def make_step(module: nn.Module, ocfg, bf16: bool):
+    """One training step of ``module``: the model's own (egom2p.train.train_step), or for the stock
+    module the same sequence (autocast forward, backward, clip at 1.0, the same AdamW)."""
     opt = make_optimizer(module, ocfg)
-    amp = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else torch.autocast("cpu", enabled=False)
+    amp = autocast(torch.device("cpu"), "bf16" if bf16 else "fp32")
+    if isinstance(module, EgoM2P):
+        return lambda b: float(train_step(module, module, opt, b, amp, 1.0)[0])
 
     def step(b):
         with amp:
-            loss = loss_fn(module, b)
+            loss = module(b)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
@@ -121,8 +125,7 @@ def model_vs_stock(db: str, args) -> None:
           f"parameters; {BUDGET}+{BUDGET} slots x batch {BATCH} = {tokens} tokens/step; "
           f"{torch.get_num_threads()} threads")
     for bf16 in ([False, True] if args.bf16 else [False]):
-        steps = {"model": make_step(model, lambda m, b: combine_losses(m(b))[0], cfg.optim, bf16),
-                 "stock": make_step(stock, lambda m, b: m(b), cfg.optim, bf16)}
+        steps = {"model": make_step(model, cfg.optim, bf16), "stock": make_step(stock, cfg.optim, bf16)}
         times = alternate(steps, batches, args.steps)
         ms = {k: 1000 * statistics.median(v) for k, v in times.items()}
         ratio = ms["stock"] / ms["model"]
@@ -135,8 +138,7 @@ def model_vs_stock(db: str, args) -> None:
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        for name, f in (("model", make_step(model, lambda m, b: combine_losses(m(b))[0], cfg.optim, False)),
-                        ("stock", make_step(stock, lambda m, b: m(b), cfg.optim, False))):
+        for name, f in (("model", make_step(model, cfg.optim, False)), ("stock", make_step(stock, cfg.optim, False))):
             f(batches[0])
             with profile(activities=[ProfilerActivity.CPU]) as p:
                 f(batches[1])
@@ -163,7 +165,7 @@ def tiny_model_and_sampler(db: str, steps: int, batch: int) -> None:
     batches = [{k: v for k, v in s.batch(b).items() if k != "row"} for b in range(4)]
     torch.manual_seed(0)
     model = EgoM2P(ModelConfig.from_dict(dict(cfg.model)), s.registry)
-    step = make_step(model, lambda m, b: combine_losses(m(b))[0], cfg.optim, False)
+    step = make_step(model, cfg.optim, False)
     times = alternate({"tiny": step}, batches, steps)["tiny"]
     dt = statistics.median(times)
     tok_s, samples_s = batch * sum(budgets) / dt, batch / dt

@@ -57,7 +57,7 @@ class Parallel(str, enum.Enum):
 
 
 class AttentionImpl(str, enum.Enum):
-    auto = "auto"  # flex on CUDA, sdpa on CPU (see egom2p.model)
+    auto = "auto"  # flex for training on CUDA, sdpa otherwise (see egom2p.model)
     sdpa = "sdpa"  # F.scaled_dot_product_attention; masks as tensors, None where nothing is masked
     flex = "flex"  # FlexAttention with block masks (compiled)
 

@@ -241,8 +241,6 @@ def attention_masks(impl: str, enc_valid: torch.Tensor | None = None, dec_mod: t
 
 
 def _flex_masks(keys, dec_mod, dec_valid) -> AttentionMasks:
-    from torch.nn.attention.flex_attention import create_block_mask
-
     out = AttentionMasks()
     if keys is not None:
         B, Ni = keys.shape
@@ -250,17 +248,24 @@ def _flex_masks(keys, dec_mod, dec_valid) -> AttentionMasks:
         def key_rule(b, h, q, kv):
             return keys[b, kv]
 
-        out.encoder = create_block_mask(key_rule, B, None, Ni, Ni, device=keys.device)
+        out.encoder = _block_mask(key_rule, B, Ni, Ni, keys.device)
         if dec_mod is not None:
-            out.cross = create_block_mask(key_rule, B, None, dec_mod.shape[1], Ni, device=keys.device)
+            out.cross = _block_mask(key_rule, B, dec_mod.shape[1], Ni, keys.device)
     if dec_mod is not None:
         B, Nt = dec_mod.shape
 
         def within_modality(b, h, q, kv):
             return ((dec_mod[b, q] == dec_mod[b, kv]) & dec_valid[b, kv]) | (q == kv)
 
-        out.decoder = create_block_mask(within_modality, B, None, Nt, Nt, device=dec_mod.device)
+        out.decoder = _block_mask(within_modality, B, Nt, Nt, dec_mod.device)
     return out
+
+
+def _block_mask(rule, B: int, n_q: int, n_kv: int, device):
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    # on CUDA the rule is evaluated block by block by a compiled kernel, never as a dense B x Nq x Nk grid
+    return create_block_mask(rule, B, None, n_q, n_kv, device=device, _compile=torch.device(device).type == "cuda")
 
 
 _FLEX = None
@@ -354,11 +359,14 @@ class EgoM2P(nn.Module):
     # ---- step 2: encode --------------------------------------------------------------------------
 
     def attention_impl(self, device: torch.device) -> str:
-        """The kernel this forward uses: ``attention`` with ``auto`` resolved (flex on CUDA, sdpa elsewhere)."""
+        """The kernel this forward uses: ``attention`` with ``auto`` resolved. auto = flex for training on
+        CUDA (fixed budget shapes: one compiled kernel per mask kind); sdpa in inference (generation
+        changes shapes at every step, and its masks are mostly None) and on CPUs (FlexAttention has no
+        backward pass on a CPU)."""
         if self.attention not in ATTENTION_IMPLS:
             raise ValueError(f"unknown attention kernel {self.attention!r}; choose one of {ATTENTION_IMPLS}")
         if self.attention == "auto":
-            return "flex" if device.type == "cuda" else "sdpa"
+            return "flex" if device.type == "cuda" and self.training else "sdpa"
         return self.attention
 
     def masks(self, enc_valid=None, dec_mod=None, dec_valid=None) -> AttentionMasks:

@@ -255,6 +255,28 @@ class _Holder:
 # --------------------------------------------------------------------------------------------------
 
 
+def train_step(step_model, model, opt, batch: dict, amp, grad_clip: float, world: int = 1):
+    """One optimizer step on ``batch`` (this rank's share): forward under ``amp``, the loss normalised with
+    the global target counts, backward, gradient clipping, AdamW. The caller sets the learning rate.
+
+    Returns (loss, {modality: CE}, {modality: global target tokens}, gradient norm before clipping)."""
+    from .model import combine_losses
+
+    with amp:
+        parts = step_model(batch)
+    counts = torch.stack([n for _, n in parts.values()]).float()  # [M] this rank's target tokens
+    if world > 1:
+        dist.all_reduce(counts)
+    global_counts = dict(zip(parts, counts.tolist()))
+    loss, per_mod = combine_losses(parts, global_counts, world)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return loss, per_mod, global_counts, grad_norm
+
+
+
 def _log(rank: int, msg: str):
     if rank == 0:
         print(msg, flush=True)
@@ -266,7 +288,7 @@ def train(cfg, db_path: str, out: str | None = None, resume: str | None = None, 
 
     from . import checkpoint as ck
     from . import perf
-    from .model import EgoM2P, ModelConfig, combine_losses
+    from .model import EgoM2P, ModelConfig
     from .sampler import MaskingSampler, MixtureConfig, make_loader
     from .tokendb import open_token_db
 
@@ -376,17 +398,8 @@ def train(cfg, db_path: str, out: str | None = None, resume: str | None = None, 
                    float(cfg.optim.warmup_tokens))
         for g in opt.param_groups:
             g["lr"] = lr
-        with amp:
-            parts = step_model(batch)
-        counts = torch.stack([n for _, n in parts.values()]).float()  # [M] this rank's target tokens
-        if world > 1:
-            dist.all_reduce(counts)
-        global_counts = dict(zip(parts, counts.tolist()))
-        loss, per_mod = combine_losses(parts, global_counts, world)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg.optim.grad_clip))
-        opt.step()
+        loss, per_mod, global_counts, grad_norm = train_step(step_model, model, opt, batch, amp,
+                                                             float(cfg.optim.grad_clip), world)
 
         # ---- logging: global loss = sum of the ranks' shares / world ---------------------------
         mods = sorted(per_mod)
