@@ -83,7 +83,7 @@ class OptimConfig:
     weight_decay: float = 0.05
     warmup_tokens: float = 1e8
     grad_clip: float = 1.0
-    fused: Optional[bool] = None  # null = fused AdamW kernel on CUDA, for-loop on CPU
+    fused: Optional[bool] = None  # null = the fused AdamW kernel (CUDA and CPU)
 
 
 @dataclass

