@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from .modalities import Registry
 
@@ -277,7 +278,7 @@ def flex_attention(q, k, v, block_mask):
     if _FLEX is None:
         from torch.nn.attention.flex_attention import flex_attention as fa
 
-        _FLEX = torch.compile(fa, dynamic=False)
+        _FLEX = torch.compile(fa)  # static shapes first; a second batch size compiles one dynamic kernel
     return _FLEX(q, k, v, block_mask=block_mask)
 
 
@@ -403,10 +404,24 @@ class EgoM2P(nn.Module):
         for i, m in enumerate(self.modalities):
             sel = dec_valid & (dec_mod == i)  # [B, Nt]
             n = sel.sum()
-            logits = self.logits(h[sel], m).float()  # [n_m, V_m]
-            ce = F.cross_entropy(logits, dec_tok[sel], reduction="sum")
-            parts[m] = (ce, n)
+            parts[m] = (self.cross_entropy(h[sel], dec_tok[sel], m), n)
         return parts
+
+    def cross_entropy(self, h: torch.Tensor, labels: torch.Tensor, modality: str) -> torch.Tensor:
+        """Sum of the cross-entropies of ``labels`` [n] under the logits of ``h`` [n, D] (tied head).
+
+        Above :data:`LOGITS_CHUNK` logits (64000 codes x 260K video targets at base, batch 128 would be
+        67 GB in fp32) the targets go in chunks whose logits are recomputed in the backward pass, so
+        one chunk's logits are in memory at a time; below it, one product."""
+        rows = max(1, LOGITS_CHUNK // self.registry[modality].vocab_size)
+        if h.shape[0] <= rows:
+            return F.cross_entropy(self.logits(h, modality).float(), labels, reduction="sum")
+        w = self.dec_embed[modality].weight
+        total = h.new_zeros((), dtype=torch.float32)
+        for s in range(0, h.shape[0], rows):
+            total = total + checkpoint(_chunk_cross_entropy, h[s:s + rows], w, labels[s:s + rows],
+                                       use_reentrant=False)
+        return total
 
     # ---- forward ---------------------------------------------------------------------------------
 
@@ -426,6 +441,13 @@ class EgoM2P(nn.Module):
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         """Single-process convenience: (mean over present modalities of per-modality mean CE, {mod: CE})."""
         return combine_losses(self(batch))
+
+
+LOGITS_CHUNK = 2**27  # logits per chunk of the output head's cross-entropy (512 MB in fp32)
+
+
+def _chunk_cross_entropy(h: torch.Tensor, w: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy((h @ w.t()).float(), labels, reduction="sum")
 
 
 def combine_losses(parts: dict, global_counts: dict | None = None, world_size: int = 1

@@ -218,3 +218,27 @@ def test_every_parameter_gets_a_gradient_when_a_modality_is_absent():
     assert not missing, missing
     assert not model.enc_embed["cam"].weight.grad.any() and not model.dec_embed["rgb"].weight.grad.any()
     assert model.dec_embed["gaze"].weight.grad.abs().sum() > 0
+
+
+def test_chunked_cross_entropy_equals_one_product(monkeypatch):
+    """Above LOGITS_CHUNK logits the head's cross-entropy runs in recomputed chunks: same sum, same gradients."""
+    import egom2p.model as M
+
+    model = _model().train()
+    b = _batch(model, B=2, Nt=16)
+    b["dec_mod"][:] = 0  # all rgb targets: 32 tokens x 1000 codes
+    b["dec_tok"] %= model.registry["rgb"].vocab_size
+    b["dec_pos"] %= model.registry["rgb"].num_tokens
+
+    def run():
+        model.zero_grad()
+        loss, _ = model.loss(b)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in (model.dec_embed["rgb"].weight, model.mask_token)]
+
+    ref_loss, ref_grads = run()
+    monkeypatch.setattr(M, "LOGITS_CHUNK", 5000)  # 5 targets per chunk -> 7 chunks
+    loss, grads = run()
+    assert torch.allclose(loss, ref_loss, rtol=1e-6)
+    for g, r in zip(grads, ref_grads):
+        assert torch.allclose(g, r, atol=1e-7, rtol=1e-5)

@@ -11,8 +11,9 @@ masks, clipping). Measured, one JSON line each ({"check", "metric", "value", "un
 * attention kernels side by side at the smallest batch: ``flex`` (block masks) vs ``sdpa`` (dense
   boolean masks where needed) -- the measurement behind ``train.attention=auto``;
 * for each batch: step time, tokens/s (input + target slots), model TFLOP/s and MFU against the
-  device's dense bf16 peak (egom2p.perf), peak memory. Batch 128 runs with activation checkpointing
-  (it does not fit 141 GB otherwise); ``--compile`` compiles the whole model as ``train.compile`` does.
+  device's dense bf16 peak (egom2p.perf), peak memory. Batches of 64 and more run with activation
+  checkpointing (a smaller batch that runs out of memory is retried with it); ``--compile`` compiles
+  the whole model as ``train.compile`` does.
 
 A time budget (``--budget-s``) skips what would not finish; skipped entries are reported as such.
 """
@@ -131,17 +132,24 @@ def main() -> int:
     # 2. each batch with the faster kernel (batch 128 with activation checkpointing)
     last = results[best]
     for batch in sorted(args.batches):
-        checkpointing = batch >= 128 and not args.smoke
+        checkpointing = batch >= 64 and not args.smoke
         estimate = last["step_s"] * batch / small * (1.4 if checkpointing else 1.0) * (args.steps + args.warmup)
         if batch != small and estimate > remaining():
             emit(check, f"batch{batch}_skipped", round(estimate), "s estimated > budget left", batch=batch)
             continue
-        try:
-            r = last if batch == small else run_config(args, registry, mcfg, budgets, batch, best, checkpointing,
-                                                       device, peak, args.steps, args.warmup)
-        except torch.OutOfMemoryError:
-            emit(check, f"batch{batch}_out_of_memory", 1, "flag", batch=batch, activation_checkpointing=checkpointing)
-            torch.cuda.empty_cache()
+        r = last if batch == small else None
+        while r is None:
+            try:
+                r = run_config(args, registry, mcfg, budgets, batch, best, checkpointing, device, peak, args.steps,
+                               args.warmup)
+            except torch.OutOfMemoryError:
+                emit(check, f"batch{batch}_out_of_memory", 1, "flag", batch=batch,
+                     activation_checkpointing=checkpointing)
+                torch.cuda.empty_cache()
+                if checkpointing:
+                    break
+                checkpointing = True  # once more, recomputing activations
+        if r is None:
             continue
         last = r
         extra = dict(batch=batch, budgets=list(budgets), attention=best, activation_checkpointing=checkpointing,
