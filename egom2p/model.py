@@ -10,8 +10,8 @@ Read top to bottom:
   built once per forward in the form the attention kernel wants: for ``F.scaled_dot_product_attention``
   (``sdpa``) no mask at all where nothing is masked (so the flash kernels run), else a boolean
   [B, 1, Nq|1, Nk] mask; for FlexAttention (``flex``) block masks, so blocks that hold only padding or
-  only other modalities are skipped. ``EgoM2P.attention`` picks the kernel (``auto``: flex on CUDA,
-  sdpa on CPU); both compute the same function.
+  only other modalities are skipped. ``EgoM2P.attention`` picks the kernel (``auto``: flex for
+  training on CUDA, sdpa otherwise); both compute the same function.
 * :class:`EgoM2P`: ``forward(batch)`` runs the named steps
   ``embed_inputs -> encode -> embed_targets -> decode -> logits -> loss``.
 

@@ -44,9 +44,6 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-CONF_DIR = Path(__file__).resolve().parent / "conf"
-
-
 # --------------------------------------------------------------------------------------------------
 # config
 # --------------------------------------------------------------------------------------------------
@@ -59,12 +56,6 @@ def compose_config(overrides: list[str] | None = None):
     from .config import check, compose
 
     return _check_length(check(compose("config", overrides)))
-
-
-def _to_container(cfg) -> dict:
-    from .config import to_container
-
-    return to_container(cfg)
 
 
 def config_from_checkpoint(state: dict, overrides: list[str]):
@@ -289,6 +280,7 @@ def train(cfg, db_path: str, out: str | None = None, resume: str | None = None, 
 
     from . import checkpoint as ck
     from . import perf
+    from .config import to_container
     from .model import EgoM2P, ModelConfig
     from .sampler import MaskingSampler, MixtureConfig, make_loader
     from .tokendb import open_token_db
@@ -310,13 +302,13 @@ def train(cfg, db_path: str, out: str | None = None, resume: str | None = None, 
     db = open_token_db(db_path, version)
     if state is not None and os.path.abspath(db.path) != os.path.abspath(state["db"]["path"]):
         _log(rank, f"note: resuming on {db.path}; the run started on {state['db']['path']}")
-    mcfg = ModelConfig.from_dict(_to_container(cfg.model))
+    mcfg = ModelConfig.from_dict(to_container(cfg.model))
     if db.registry.config != mcfg.registry:
         raise ValueError(f"{db.path}: token DB registry {db.registry.config!r} does not match model "
                          f"{cfg.model.get('name', '?')!r} (registry {mcfg.registry!r}); pick the matching model=")
 
     # ---- sampler (validates the mixture against the DB before anything is trained) ----------------
-    mix = MixtureConfig.from_dict(_to_container(cfg.data))
+    mix = MixtureConfig.from_dict(to_container(cfg.data))
     sampler = MaskingSampler(db, mix, seed=int(cfg.seed), batch_size=int(tcfg.batch_size), rank=rank,
                              world_size=world)
     _log(rank, sampler.describe())
@@ -368,7 +360,7 @@ def train(cfg, db_path: str, out: str | None = None, resume: str | None = None, 
         metrics_path.write_text("".join(k + "\n" for k in kept))
     db_info = {"path": db.path, "version": db.version, "format": db.format, "tokenizers": db.tokenizers,
                "num_rows": db.num_rows}
-    config_dict = _to_container(cfg)
+    config_dict = to_container(cfg)
 
     def save(step: int) -> Path | None:
         """Every rank calls this (FSDP2 gathers the full state); rank 0 writes."""
