@@ -3,9 +3,13 @@
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1900)  # about 2 minutes on 2 idle cores; the bound is for loaded machines
 def test_run_all_smoke(tmp_path):
     r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu" / "run_all.sh"), "--smoke"], capture_output=True,
                        text=True, timeout=1900, env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path)}, cwd=tmp_path)

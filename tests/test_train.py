@@ -153,6 +153,7 @@ def _losses(run) -> list[float]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # torch.compile on a CPU: minutes on a loaded machine
 def test_activation_checkpointing_and_compile_keep_the_step(db, tmp_path):
     """Activation checkpointing recomputes the same function; the compiled model computes the same losses;
     neither changes the checkpoint's parameter names."""
@@ -171,21 +172,7 @@ def test_activation_checkpointing_and_compile_keep_the_step(db, tmp_path):
     assert keys["plain"] == keys["ac"] == keys["comp"]
 
 
-def test_gpu_check_smoke():
-    import subprocess
-
-    r = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks" / "gpu" / "check_train.py"),
-                        "--smoke"], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    rows = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
-    got = {x["metric"]: x["value"] for x in rows}
-    assert {"params", "attention_sdpa_step_time", "batch2_step_time", "batch4_step_time", "batch4_tokens_per_s",
-            "batch4_model_tflops_per_s", "wall_time"} <= set(got)
-    assert all(x["check"] == "train_smoke" and x["value"] > 0 for x in rows)
-    assert "batch4_mfu" not in got  # no known peak on a CPU
-
-
-def test_gpu_checks_need_only_torch(tmp_path):
+def test_gpu_check_smoke_with_torch_only(tmp_path):
     """The training check and the model-latency part of the inference check run where only torch is
     installed (modules of the project's other dependencies made unimportable)."""
     import subprocess
@@ -198,13 +185,21 @@ def test_gpu_checks_need_only_torch(tmp_path):
                       "sys.argv = sys.argv[1:]\n"
                       "runpy.run_path(sys.argv[0], run_name='__main__')\n")
     root = Path(__file__).parents[1]
-    for script, want in (("check_train.py", "batch4_tokens_per_s"), ("check_inference.py", "depth_model_s")):
+    got = {}
+    for script in ("check_train.py", "check_inference.py"):
         r = subprocess.run([sys.executable, str(runner), str(root / "benchmarks" / "gpu" / script), "--smoke"],
                            capture_output=True, text=True, timeout=600, cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
         assert r.returncode == 0, r.stderr[-2000:]
-        got = {json.loads(x)["metric"]: json.loads(x)["value"] for x in r.stdout.splitlines() if x.startswith("{")}
-        assert got[want] > 0, got
-    assert got["end_to_end_skipped"] == "missing numpy"
+        rows = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
+        got[script] = {x["metric"]: x["value"] for x in rows}
+        if script == "check_train.py":
+            assert all(x["check"] == "train_smoke" and x["value"] > 0 for x in rows)
+    train_rows, inference = got["check_train.py"], got["check_inference.py"]
+    assert {"params", "attention_sdpa_step_time", "batch2_step_time", "batch4_step_time", "batch4_tokens_per_s",
+            "batch4_model_tflops_per_s", "wall_time"} <= set(train_rows)
+    assert "batch4_mfu" not in train_rows  # no known peak on a CPU
+    assert inference["camera_model_s"] > 0 and inference["depth_model_s"] > 0
+    assert inference["end_to_end_skipped"] == "missing numpy"
 
 
 def _regen_golden():
