@@ -53,6 +53,8 @@ class EvalReport:
     num_clips: int
     notes: list[str] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
+    # the model's output per clip, written beside the tables so `egom2p view` can show it with the truth
+    predictions: dict | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
         return {"task": self.task, "num_clips": self.num_clips, "settings": self.settings, "rows": self.rows,
@@ -295,7 +297,8 @@ def evaluate(runner: TaskRunner, task: str, clips: list[Clip], *, alignment: str
                 "device": str(runner.device), "registry": runner.registry.config,
                 "generation": runner.config(spec) if isinstance(runner.config(spec), str) else repr(runner.config(spec)),
                 "timing_breakdown_s_per_seq": {k: v / n for k, v in timing.as_dict().items() if k.endswith("_s")}}
-    return EvalReport(task, list(rows.values()), n, notes, settings)
+    preds = {"clip_ids": np.array([c.clip_id for c in clips]), "prediction": np.stack([np.asarray(o) for o in out])}
+    return EvalReport(task, list(rows.values()), n, notes, settings, predictions=preds)
 
 
 # --- tables -------------------------------------------------------------------------------------
@@ -324,10 +327,16 @@ def write_report(report: EvalReport, out_dir, extra: dict | None = None) -> dict
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     jpath, mpath = out / f"eval_{report.task}.json", out / f"eval_{report.task}.md"
+    paths = {}
+    if report.predictions is not None:  # clip_ids [n] and the model's output [n, ...] (see egom2p.view)
+        ppath = out / f"eval_{report.task}_predictions.npz"
+        np.savez_compressed(ppath, **report.predictions)
+        paths["predictions"] = str(ppath)
+        extra = {**(extra or {}), "predictions": ppath.name}
     jpath.write_text(json.dumps({**report.as_dict(), **(extra or {})}, indent=2, default=str))
     title = f"## egom2p eval {report.task} ({report.num_clips} clips)\n\n"
     mpath.write_text(title + format_table(report, markdown=True) + "\n\n" + "\n".join(f"- {n}" for n in report.notes) + "\n")
-    return {"json": str(jpath), "markdown": str(mpath)}
+    return {"json": str(jpath), "markdown": str(mpath), **paths}
 
 
 # --- CLI ----------------------------------------------------------------------------------------
