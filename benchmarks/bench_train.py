@@ -82,7 +82,7 @@ def make_step(module: nn.Module, ocfg, bf16: bool):
     opt = make_optimizer(module, ocfg)
     amp = autocast(torch.device("cpu"), "bf16" if bf16 else "fp32")
     if isinstance(module, EgoM2P):
-        return lambda b: float(train_step(module, module, opt, b, amp, 1.0)[0])
+        return lambda b: float(train_step(module, module, opt, b, amp, 1.0)[0].detach())
 
     def step(b):
         with amp:
