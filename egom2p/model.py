@@ -5,8 +5,13 @@ Read top to bottom:
 * :class:`ModelConfig`: sizes (``tiny`` for CPU, ``base`` = T5-Base scale, dim 768, 12+12 layers).
 * positional tables: fixed sin-cos, 1D over the 30 positions of gaze/cam, 3D over (t, h, w) of the
   video grids with dim/3 channels per axis (:func:`sincos_1d`, :func:`sincos_3d`).
-* blocks: pre-norm, LayerNorm without bias, attention through ``F.scaled_dot_product_attention``
-  with boolean masks, SwiGLU MLP without biases.
+* blocks: pre-norm, LayerNorm without bias, multi-head attention, SwiGLU MLP without biases.
+* masks (:func:`attention_masks`): the encoder's padding and the decoder's within-modality rule,
+  built once per forward in the form the attention kernel wants: for ``F.scaled_dot_product_attention``
+  (``sdpa``) no mask at all where nothing is masked (so the flash kernels run), else a boolean
+  [B, 1, Nq|1, Nk] mask; for FlexAttention (``flex``) block masks, so blocks that hold only padding or
+  only other modalities are skipped. ``EgoM2P.attention`` picks the kernel (``auto``: flex for
+  training on CUDA, sdpa otherwise); both compute the same function.
 * :class:`EgoM2P`: ``forward(batch)`` runs the named steps
   ``embed_inputs -> encode -> embed_targets -> decode -> logits -> loss``.
 
@@ -35,6 +40,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from .modalities import Registry
 
@@ -117,7 +123,10 @@ class LayerNorm(nn.LayerNorm):
 
 
 class Attention(nn.Module):
-    """Multi-head attention; ``context=None`` is self-attention. mask: bool [B, 1|H, Nq, Nk], True = attend."""
+    """Multi-head attention; ``context=None`` is self-attention.
+
+    mask: None (attend everywhere), bool [B, 1, Nq|1, Nk] (True = attend) or a FlexAttention BlockMask.
+    """
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
@@ -126,13 +135,16 @@ class Attention(nn.Module):
         self.kv = nn.Linear(dim, 2 * dim, bias=False)
         self.proj = nn.Linear(dim, dim, bias=False)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask, context: torch.Tensor | None = None) -> torch.Tensor:
         B, Nq, D = x.shape
         ctx = x if context is None else context
         Nk = ctx.shape[1]
         q = self.q(x).view(B, Nq, self.heads, D // self.heads).transpose(1, 2)  # [B, H, Nq, Dh]
         k, v = self.kv(ctx).view(B, Nk, 2, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # [B, H, Nk, Dh]
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, H, Nq, Dh]
+        if mask is None or isinstance(mask, torch.Tensor):
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, H, Nq, Dh]
+        else:
+            y = flex_attention(q, k, v, mask)
         return self.proj(y.transpose(1, 2).reshape(B, Nq, D))
 
 
@@ -178,10 +190,15 @@ class DecoderBlock(nn.Module):
 
 def key_mask(valid: torch.Tensor) -> torch.Tensor:
     """bool [B, N] valid keys -> [B, 1, 1, N]; a sample with no valid key attends to its slot 0."""
+    return attendable_keys(valid)[:, None, None, :]
+
+
+def attendable_keys(valid: torch.Tensor) -> torch.Tensor:
+    """bool [B, N]: the valid slots, and slot 0 of a sample that has none (its "empty context")."""
     empty = ~valid.any(dim=1, keepdim=True)  # [B, 1]
     first = torch.zeros_like(valid)
     first[:, 0] = True
-    return (valid | (empty & first))[:, None, None, :]
+    return valid | (empty & first)
 
 
 def within_modality_mask(mod: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -192,16 +209,93 @@ def within_modality_mask(mod: torch.Tensor, valid: torch.Tensor) -> torch.Tensor
     return (m | eye)[:, None]
 
 
+@dataclass
+class AttentionMasks:
+    """The three masks of one forward pass, each None (nothing masked), a bool tensor or a BlockMask."""
+
+    encoder: object = None  # encoder self-attention [B, 1, 1, Ni]
+    decoder: object = None  # decoder self-attention [B, 1, Nt, Nt]
+    cross: object = None  # decoder -> encoder [B, 1, 1, Ni]
+
+
+@torch.compiler.disable  # data-dependent choices; the blocks around it compile on their own
+def attention_masks(impl: str, enc_valid: torch.Tensor | None = None, dec_mod: torch.Tensor | None = None,
+                    dec_valid: torch.Tensor | None = None) -> AttentionMasks:
+    """Masks for kernel ``impl`` ("sdpa" | "flex") from the slots' validity and the targets' modalities.
+
+    Encoder and cross-attention see the attendable keys (:func:`attendable_keys`); decoder
+    self-attention stays within a target's modality over valid keys (and always sees itself).
+    sdpa: None where every key is attendable / every target is valid and of one modality, so the
+    flash kernels run. flex: block masks over the same rules (blocks of pure padding or of other
+    modalities are skipped by the kernel).
+    """
+    keys = attendable_keys(enc_valid) if enc_valid is not None else None
+    if impl == "flex":
+        return _flex_masks(keys, dec_mod, dec_valid)
+    out = AttentionMasks()
+    if keys is not None and not bool(keys.all()):
+        out.encoder = out.cross = keys[:, None, None, :]
+    if dec_mod is not None:
+        one_modality = bool((dec_mod == dec_mod[:, :1]).all()) and bool(dec_valid.all())
+        out.decoder = None if one_modality else within_modality_mask(dec_mod, dec_valid)
+    return out
+
+
+def _flex_masks(keys, dec_mod, dec_valid) -> AttentionMasks:
+    out = AttentionMasks()
+    if keys is not None:
+        B, Ni = keys.shape
+
+        def key_rule(b, h, q, kv):
+            return keys[b, kv]
+
+        out.encoder = _block_mask(key_rule, B, Ni, Ni, keys.device)
+        if dec_mod is not None:
+            out.cross = _block_mask(key_rule, B, dec_mod.shape[1], Ni, keys.device)
+    if dec_mod is not None:
+        B, Nt = dec_mod.shape
+
+        def within_modality(b, h, q, kv):
+            return ((dec_mod[b, q] == dec_mod[b, kv]) & dec_valid[b, kv]) | (q == kv)
+
+        out.decoder = _block_mask(within_modality, B, Nt, Nt, dec_mod.device)
+    return out
+
+
+def _block_mask(rule, B: int, n_q: int, n_kv: int, device):
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    # on CUDA the rule is evaluated block by block by a compiled kernel, never as a dense B x Nq x Nk grid
+    return create_block_mask(rule, B, None, n_q, n_kv, device=device, _compile=torch.device(device).type == "cuda")
+
+
+_FLEX = None
+
+
+def flex_attention(q, k, v, block_mask):
+    """FlexAttention with ``block_mask``, compiled once per process (eager FlexAttention is a slow reference)."""
+    global _FLEX
+    if _FLEX is None:
+        from torch.nn.attention.flex_attention import flex_attention as fa
+
+        _FLEX = torch.compile(fa)  # static shapes first; a second batch size compiles one dynamic kernel
+    return _FLEX(q, k, v, block_mask=block_mask)
+
+
+ATTENTION_IMPLS = ("auto", "sdpa", "flex")
+
+
 # --------------------------------------------------------------------------------------------------
 # the model
 # --------------------------------------------------------------------------------------------------
 
 
 class EgoM2P(nn.Module):
-    def __init__(self, cfg: ModelConfig, registry: Registry):
+    def __init__(self, cfg: ModelConfig, registry: Registry, attention: str = "auto"):
         super().__init__()
         self.cfg = cfg
         self.registry = registry
+        self.attention = attention  # attention kernel: auto | sdpa | flex (a runtime choice, not a weight)
         self.modalities: tuple[str, ...] = registry.names
         D = cfg.dim
         # per-modality token embeddings of the encoder; decoder embeddings double as output projections
@@ -244,14 +338,18 @@ class EgoM2P(nn.Module):
         return self.pos_table[self.pos_offset[mod.clamp(min=0)] + pos]  # [B, N, D]
 
     def embed_inputs(self, tok, mod, pos, valid) -> torch.Tensor:
-        """token embedding (of its modality) + position + modality; zero on padding. -> [B, Ni, D]"""
-        B, N = tok.shape
-        x = torch.zeros(B * N, self.cfg.dim, device=tok.device, dtype=self.mod_embed.weight.dtype)
-        flat_tok, flat_mod, flat_valid = tok.reshape(-1), mod.reshape(-1), valid.reshape(-1)
+        """token embedding (of its modality) + position + modality; zero on padding. -> [B, Ni, D]
+
+        Every modality's table is looked up at every slot (ids clamped into its vocabulary) and kept
+        where the slot holds that modality: no data-dependent shapes, and every table takes part in
+        every step (a zero gradient when its modality is absent), as DDP without unused-parameter
+        search and torch.compile want."""
+        x = None
         for i, m in enumerate(self.modalities):
-            sel = (flat_valid & (flat_mod == i)).nonzero().squeeze(1)
-            x = x.index_copy(0, sel, self.enc_embed[m](flat_tok[sel]))
-        x = x.view(B, N, -1) + self._positions(mod, pos) + self.mod_embed(mod.clamp(min=0))
+            emb = self.enc_embed[m]
+            e = emb(tok.clamp(0, emb.num_embeddings - 1)) * (mod == i)[..., None]  # [B, Ni, D]
+            x = e if x is None else x + e
+        x = x + self._positions(mod, pos) + self.mod_embed(mod.clamp(min=0))
         return x * valid[..., None]
 
     def embed_targets(self, mod, pos, valid) -> torch.Tensor:
@@ -261,21 +359,35 @@ class EgoM2P(nn.Module):
 
     # ---- step 2: encode --------------------------------------------------------------------------
 
-    def encode(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def attention_impl(self, device: torch.device) -> str:
+        """The kernel this forward uses: ``attention`` with ``auto`` resolved. auto = flex for training on
+        CUDA (fixed budget shapes: one compiled kernel per mask kind); sdpa in inference (generation
+        changes shapes at every step, and its masks are mostly None) and on CPUs (FlexAttention has no
+        backward pass on a CPU)."""
+        if self.attention not in ATTENTION_IMPLS:
+            raise ValueError(f"unknown attention kernel {self.attention!r}; choose one of {ATTENTION_IMPLS}")
+        if self.attention == "auto":
+            return "flex" if device.type == "cuda" and self.training else "sdpa"
+        return self.attention
+
+    def masks(self, enc_valid=None, dec_mod=None, dec_valid=None) -> AttentionMasks:
+        device = (enc_valid if enc_valid is not None else dec_mod).device
+        return attention_masks(self.attention_impl(device), enc_valid, dec_mod, dec_valid)
+
+    def encode(self, x: torch.Tensor, valid: torch.Tensor, masks: AttentionMasks | None = None) -> torch.Tensor:
         """[B, Ni, D] -> [B, Ni, D] with full self-attention over valid input slots."""
-        mask = key_mask(valid)
+        mask = (masks or self.masks(valid)).encoder
         for blk in self.encoder:
             x = blk(x, mask)
         return self.enc_norm(x)
 
     # ---- step 3: decode --------------------------------------------------------------------------
 
-    def decode(self, y, dec_mod, dec_valid, context, enc_valid) -> torch.Tensor:
+    def decode(self, y, dec_mod, dec_valid, context, enc_valid, masks: AttentionMasks | None = None) -> torch.Tensor:
         """[B, Nt, D] mask queries -> [B, Nt, D]; self-attention within modality, cross-attention to context."""
-        self_mask = within_modality_mask(dec_mod, dec_valid)
-        cross_mask = key_mask(enc_valid)
+        masks = masks or self.masks(enc_valid, dec_mod, dec_valid)
         for blk in self.decoder:
-            y = blk(y, self_mask, context, cross_mask)
+            y = blk(y, masks.decoder, context, masks.cross)
         return self.dec_norm(y)
 
     # ---- step 4: logits --------------------------------------------------------------------------
@@ -292,19 +404,34 @@ class EgoM2P(nn.Module):
         for i, m in enumerate(self.modalities):
             sel = dec_valid & (dec_mod == i)  # [B, Nt]
             n = sel.sum()
-            logits = self.logits(h[sel], m).float()  # [n_m, V_m]
-            ce = F.cross_entropy(logits, dec_tok[sel], reduction="sum")
-            parts[m] = (ce, n)
+            parts[m] = (self.cross_entropy(h[sel], dec_tok[sel], m), n)
         return parts
+
+    def cross_entropy(self, h: torch.Tensor, labels: torch.Tensor, modality: str) -> torch.Tensor:
+        """Sum of the cross-entropies of ``labels`` [n] under the logits of ``h`` [n, D] (tied head).
+
+        Above :data:`LOGITS_CHUNK` logits (64000 codes x 260K video targets at base, batch 128 would be
+        67 GB in fp32) the targets go in chunks whose logits are recomputed in the backward pass, so
+        one chunk's logits are in memory at a time; below it, one product."""
+        rows = max(1, LOGITS_CHUNK // self.registry[modality].vocab_size)
+        if h.shape[0] <= rows:
+            return F.cross_entropy(self.logits(h, modality).float(), labels, reduction="sum")
+        w = self.dec_embed[modality].weight
+        total = h.new_zeros((), dtype=torch.float32)
+        for s in range(0, h.shape[0], rows):
+            total = total + checkpoint(_chunk_cross_entropy, h[s:s + rows], w, labels[s:s + rows],
+                                       use_reentrant=False)
+        return total
 
     # ---- forward ---------------------------------------------------------------------------------
 
     def hidden(self, batch: dict) -> torch.Tensor:
         """embed -> encode -> decode: decoder outputs [B, Nt, D]."""
+        masks = self.masks(batch["enc_valid"], batch["dec_mod"], batch["dec_valid"])
         x = self.embed_inputs(batch["enc_tok"], batch["enc_mod"], batch["enc_pos"], batch["enc_valid"])
-        ctx = self.encode(x, batch["enc_valid"])
+        ctx = self.encode(x, batch["enc_valid"], masks)
         y = self.embed_targets(batch["dec_mod"], batch["dec_pos"], batch["dec_valid"])
-        return self.decode(y, batch["dec_mod"], batch["dec_valid"], ctx, batch["enc_valid"])
+        return self.decode(y, batch["dec_mod"], batch["dec_valid"], ctx, batch["enc_valid"], masks)
 
     def forward(self, batch: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """embed -> encode -> decode -> logits -> loss parts (see :func:`combine_losses`)."""
@@ -316,13 +443,22 @@ class EgoM2P(nn.Module):
         return combine_losses(self(batch))
 
 
+LOGITS_CHUNK = 2**27  # logits per chunk of the output head's cross-entropy (512 MB in fp32)
+
+
+def _chunk_cross_entropy(h: torch.Tensor, w: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy((h @ w.t()).float(), labels, reduction="sum")
+
+
 def combine_losses(parts: dict, global_counts: dict | None = None, world_size: int = 1
                    ) -> tuple[torch.Tensor, dict[str, float]]:
     """Per-modality mean CE averaged over the modalities with targets (paper's L_total).
 
     ``global_counts`` ({modality: target tokens over all ranks}) makes the per-rank loss a share of the
     global loss (times ``world_size``, since DDP averages gradients), so gradients and the summed loss
-    equal a single process on the same global batch.
+    equal a single process on the same global batch. A modality without targets adds its cross-entropy
+    sum, exactly 0, so that its output embedding still takes part (with a zero gradient): DDP then
+    needs no search for unused parameters.
     """
     counts = global_counts or {m: float(n) for m, (_, n) in parts.items()}
     present = [m for m in parts if counts[m] > 0]
@@ -330,11 +466,11 @@ def combine_losses(parts: dict, global_counts: dict | None = None, world_size: i
         raise ValueError("batch has no target tokens")
     total = 0.0
     per_mod = {}
-    for m in present:
-        ce, n = parts[m]
-        term = ce / counts[m]
+    for m, (ce, _) in parts.items():
+        term = ce / counts[m] if m in present else ce  # ce == 0 here: a sum over no tokens
         total = total + term
-        per_mod[m] = term.detach()
+        if m in present:
+            per_mod[m] = term.detach()
     total = total * (world_size / len(present))
     return total, per_mod
 

@@ -31,6 +31,7 @@ whose workers are started with ``spawn`` (Lance is not fork-safe); worker ``w`` 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any, List, Optional
 
 import numpy as np
 import torch
@@ -49,14 +50,14 @@ class SamplerError(EgoM2PError, ValueError):
 
 @dataclass
 class MixtureConfig:
-    datasets: dict | list | None = None  # None = every dataset of the split; list; or {name: weight}
+    datasets: Any = None  # None = every dataset of the split; a list of names; or {name: weight}
     weighting: str = "size"  # size | uniform | temperature (ignored with explicit weights)
     temperature: float = 1.0
-    modalities: list = field(default_factory=lambda: ["rgb", "depth", "gaze", "cam"])
-    alphas: list = field(default_factory=lambda: list(DEFAULT_ALPHAS))
+    modalities: List[str] = field(default_factory=lambda: ["rgb", "depth", "gaze", "cam"])
+    alphas: List[float] = field(default_factory=lambda: list(DEFAULT_ALPHAS))
     input_budget: int = 2048
     target_budget: int = 2048
-    split: str | None = "train"  # None = all rows
+    split: Optional[str] = "train"  # None = all rows
     empty_input_prob: float = 0.0  # share of samples with no inputs (trains the unconditional pass of CFG)
 
     @classmethod
@@ -213,14 +214,19 @@ class MaskingSampler:
             self.rows = {d: np.asarray(r, dtype=np.int64) for d, r in rows.items()}
             self._set_weights()
             return
-        idx = self.db.index().to_pydict()
-        n = len(idx["dataset"])
-        rows_ok = np.ones(n, bool) if mix.split is None else np.array([s == mix.split for s in idx["split"]], bool)
+        import pyarrow.compute as pc
+
+        idx = self.db.index()  # vectorised over the Arrow columns: start-up stays short at millions of rows
+        n = idx.num_rows
+        rows_ok = (np.ones(n, bool) if mix.split is None
+                   else np.asarray(pc.equal(idx.column("split"), mix.split).to_numpy(zero_copy_only=False), bool))
         has_any = np.zeros(n, bool)
         for m in mix.modalities:
-            has_any |= np.asarray(idx[f"has_{m}"], bool)
-        ds_names = np.array(idx["dataset"], dtype=object)
-        in_split = sorted(set(ds_names[rows_ok]))
+            has_any |= np.asarray(idx.column(f"has_{m}").to_numpy(zero_copy_only=False), bool)
+        ds_enc = idx.column("dataset").combine_chunks().dictionary_encode()
+        ds_names = ds_enc.dictionary.to_pylist()
+        ds_codes = ds_enc.indices.to_numpy(zero_copy_only=False)
+        in_split = sorted(ds_names[c] for c in np.unique(ds_codes[rows_ok]))
         if mix.datasets is None:
             wanted = in_split
         else:
@@ -229,7 +235,7 @@ class MaskingSampler:
             raise SamplerError(f"{path} (version {self.db.version}): no rows in split {mix.split!r}")
         self.rows: dict[str, np.ndarray] = {}
         for d in wanted:
-            sel = rows_ok & (ds_names == d)
+            sel = rows_ok & (ds_codes == (ds_names.index(d) if d in ds_names else -1))
             if not sel.any():
                 raise SamplerError(f"{path} (version {self.db.version}): no rows for dataset {d!r} in split "
                                    f"{mix.split!r}; datasets there: {in_split}")
@@ -331,10 +337,13 @@ class BatchStream(torch.utils.data.IterableDataset):
 
 
 def make_loader(sampler: MaskingSampler, start_batch: int = 0, num_workers: int = 0,
-                num_batches: int | None = None, prefetch_factor: int = 4) -> torch.utils.data.DataLoader:
-    """A DataLoader over batches ``start_batch...`` (batch_size=None: the sampler builds whole batches)."""
+                num_batches: int | None = None, prefetch_factor: int = 4,
+                pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """A DataLoader over batches ``start_batch...`` (batch_size=None: the sampler builds whole batches).
+
+    ``pin_memory``: page-locked batches, so that their copy to a GPU overlaps the step."""
     kw = {}
     if num_workers > 0:
         kw = dict(multiprocessing_context="spawn", prefetch_factor=prefetch_factor, persistent_workers=False)
     return torch.utils.data.DataLoader(BatchStream(sampler.spec(), start_batch, num_batches), batch_size=None,
-                                       num_workers=num_workers, **kw)
+                                       num_workers=num_workers, pin_memory=pin_memory, **kw)

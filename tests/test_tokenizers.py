@@ -193,7 +193,8 @@ def test_tokenizer_train_cli_video(tmp_path, capsys):
     assert toks["rgb"].identity["sha256"] == toks["depth"].identity["sha256"]  # one network, same bytes
     assert (tmp_path / "tok" / "rgb" / "eval.png").exists()
     assert main(["tokenizer", "train", "gaze", "--clips", str(path), "--out", str(tmp_path), "nosuch=1"]) == 2
-    assert "egom2p tokenizer train:" in capsys.readouterr().err  # one line on stderr, exit 2
+    err = capsys.readouterr().err
+    assert "egom2p tokenizer train:" in err and "unknown key nosuch" in err  # one line on stderr, exit 2
 
 
 def test_gpu_check_smoke_runs_on_cpu():

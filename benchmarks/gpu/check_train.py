@@ -1,16 +1,21 @@
-"""GPU check of training the base model: step time, tokens/s, peak memory and MFU against the bf16 peak.
+"""GPU check of training the base model: step time, tokens/s, MFU and peak memory at batch 8, 32 and 128.
 
-    python benchmarks/gpu/check_train.py                 # on one H100/H200 (< 2 min)
-    python benchmarks/gpu/check_train.py --smoke         # tiny sizes on CPU (what the tests run)
+    python benchmarks/gpu/check_train.py                 # one H100/H200, bf16 (about 4 minutes)
+    python benchmarks/gpu/check_train.py --smoke         # tiny sizes on the CPU (what the tests run)
 
-Batches come from the real masking sampler on a small synthetic token DB with the base registry
-(5120-token videos, budgets 2048 + 2048). One JSON line per measurement:
-{"check": "train_base", "metric": ..., "value": ..., "unit": ...}.
+Needs nothing beyond torch: batches are synthetic (egom2p.perf.synthetic_batch: the sampler's layout,
+a Dirichlet split of the 2048 + 2048 budgets over the modalities of the base registry) and the step is
+the trainer's own (egom2p.train.train_step: bf16 autocast, fused AdamW, TF32, FlexAttention block
+masks, clipping). Measured, one JSON line each ({"check", "metric", "value", "unit", ...}):
 
-Model FLOPs per step (the MFU numerator) = 3 x forward FLOPs: 2 x (multiply-adds) of every linear
-layer on its tokens, attention scores and values (4 N_q N_k D per layer, full matrices as the kernel
-computes them, padding included) and the tied output projection (2 D V_m per target token).
-Peak: 989 TFLOP/s dense bf16 for H100 SXM and H200 (override with --peak-tflops).
+* attention kernels side by side at the smallest batch: ``flex`` (block masks) vs ``sdpa`` (dense
+  boolean masks where needed) -- the measurement behind ``train.attention=auto``;
+* for each batch: step time, tokens/s (input + target slots), model TFLOP/s and MFU against the
+  device's dense bf16 peak (egom2p.perf), peak memory. Batches of 64 and more run with activation
+  checkpointing (a smaller batch that runs out of memory is retried with it); ``--compile`` compiles
+  the whole model as ``train.compile`` does.
+
+A time budget (``--budget-s``) skips what would not finish; skipped entries are reported as such.
 """
 
 from __future__ import annotations
@@ -18,124 +23,145 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from egom2p.model import EgoM2P, ModelConfig, combine_losses  # noqa: E402
-from egom2p.sampler import MaskingSampler  # noqa: E402
-from egom2p.train import make_optimizer  # noqa: E402
-from train_factories import make_token_db  # noqa: E402
+from egom2p.modalities import get_registry  # noqa: E402
+from egom2p.model import EgoM2P, ModelConfig  # noqa: E402
+from egom2p.perf import mfu, peak_flops, step_flops, synthetic_batch  # noqa: E402
+from egom2p.train import autocast, make_optimizer, parallelize, train_step  # noqa: E402
 
-PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}
-
-
-def emit(metric: str, value: float, unit: str, check: str = "train_base", **extra):
-    print(json.dumps({"check": check, "metric": metric, "value": round(float(value), 6), "unit": unit, **extra}),
-          flush=True)
+OPTIM = SimpleNamespace(lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05, fused=None)
 
 
-def step_flops(model: EgoM2P, batch: dict) -> float:
-    """Forward + backward model FLOPs of one step on ``batch`` (3 x forward)."""
-    cfg = model.cfg
-    D, H = cfg.dim, cfg.mlp_hidden
-    B, Ni = batch["enc_tok"].shape
-    Nt = batch["dec_tok"].shape[1]
-    mlp = 2 * (3 * D * H)  # SwiGLU: gate+up (D -> 2H) and down (H -> D)
-    self_attn = 2 * (4 * D * D)  # q, kv (D -> 2D), proj per token
-    enc = cfg.encoder_layers * (B * Ni * (self_attn + mlp) + 4 * B * Ni * Ni * D)
-    dec = cfg.decoder_layers * (B * Nt * (self_attn + mlp) + 4 * B * Nt * Nt * D  # self-attention (full matrix)
-                                + B * Nt * 2 * (2 * D * D) + B * Ni * 2 * (2 * D * D)  # cross: q, proj | kv
-                                + 4 * B * Nt * Ni * D)
-    logits = 0
-    for i, m in enumerate(model.modalities):
-        n = int((batch["dec_valid"] & (batch["dec_mod"] == i)).sum())
-        logits += 2 * n * D * model.registry[m].vocab_size
-    return 3.0 * (enc + dec + logits)
+def emit(check: str, metric: str, value, unit: str, **extra):
+    v = round(float(value), 6) if isinstance(value, (int, float)) else value
+    print(json.dumps({"check": check, "metric": metric, "value": v, "unit": unit, **extra}), flush=True)
+
+
+def run_config(args, registry, mcfg, budgets, batch: int, attention: str, checkpointing: bool, device, peak,
+               steps: int, warmup: int) -> dict:
+    """Build a fresh model + optimizer, warm up, time ``steps`` steps. -> {step_s, tokens_s, tflops, mfu, mem}."""
+    torch.manual_seed(0)
+    model = EgoM2P(mcfg, registry, attention=attention).to(device).train()
+    tcfg = SimpleNamespace(activation_checkpointing=checkpointing, compile=args.compile, parallel="ddp")
+    step_model = parallelize(model, tcfg, 1, device)
+    opt = make_optimizer(model, OPTIM, device)
+    amp = autocast(device, "bf16" if device.type == "cuda" else "fp32")
+    g = torch.Generator().manual_seed(batch)
+    batches = [synthetic_batch(registry, batch, *budgets, generator=g, device=device) for _ in range(2)]
+    vocab = {m: registry[m].vocab_size for m in model.modalities}
+    for i in range(warmup):
+        train_step(step_model, model, opt, batches[i % 2], amp, 1.0)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    flops = 0.0
+    t = time.perf_counter()
+    for i in range(steps):
+        b = batches[i % 2]
+        _, _, counts, _ = train_step(step_model, model, opt, b, amp, 1.0)
+        flops += step_flops(mcfg, vocab, batch, *budgets, counts)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    dt = (time.perf_counter() - t) / steps
+    out = {"step_s": dt, "tokens_s": batch * sum(budgets) / dt, "tflops": flops / steps / dt / 1e12,
+           "mfu": mfu(flops / steps / dt, peak), "mem": None}
+    if device.type == "cuda":
+        out["mem"] = torch.cuda.max_memory_allocated() / 2**30
+    del model, opt, step_model, batches
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--smoke", action="store_true", help="tiny model and registry on CPU")
-    ap.add_argument("--batch", type=int, default=16, help="per-GPU batch (samples)")
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks")
-    ap.add_argument("--peak-tflops", type=float, default=None)
+    ap.add_argument("--smoke", action="store_true", help="tiny model and registry on the CPU")
+    ap.add_argument("--batches", type=int, nargs="+", default=[8, 32, 128], help="per-GPU batches (samples)")
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--compile", action="store_true", help="torch.compile the whole model (train.compile)")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="MFU denominator (default: the known peak)")
+    ap.add_argument("--budget-s", type=float, default=300.0, help="skip what would not finish within this")
     args = ap.parse_args()
+    t_start = time.perf_counter()
 
     device = torch.device("cpu" if args.smoke or not torch.cuda.is_available() else "cuda")
     if not args.smoke and device.type != "cuda":
         print("no CUDA device: run with --smoke on CPU", file=sys.stderr)
         return 2
     if args.smoke:
-        registry, mcfg, budgets = "tiny", ModelConfig(dim=96, encoder_layers=2, decoder_layers=2, heads=4,
-                                                      registry="tiny"), (128, 128)
-        args.batch, args.steps, args.warmup = min(args.batch, 4), min(args.steps, 3), 1
+        registry = get_registry("tiny")
+        mcfg, budgets = ModelConfig(dim=96, encoder_layers=2, decoder_layers=2, heads=4, registry="tiny"), (64, 64)
+        args.batches, args.steps, args.warmup = [2, 4], 2, 1
+        kernels = ["sdpa"]  # FlexAttention has no backward pass on a CPU
     else:
-        registry, mcfg, budgets = "base", ModelConfig(), (2048, 2048)
+        registry, mcfg, budgets = get_registry("base"), ModelConfig(), (2048, 2048)
+        kernels = ["flex", "sdpa"]
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     check = "train_base" if not args.smoke else "train_smoke"
-    torch.backends.cuda.matmul.allow_tf32 = True
-    with tempfile.TemporaryDirectory() as d:
-        db = make_token_db(Path(d) / "tok.lance", registry=registry,
-                           parts=(("egogen", 48, ("rgb", "depth", "gaze", "cam")), ("hot3d", 16, ("rgb", "cam"))))
-        s = MaskingSampler(db, {"input_budget": budgets[0], "target_budget": budgets[1]}, seed=0,
-                           batch_size=args.batch)
-        t = time.perf_counter()
-        batches = [{k: v for k, v in s.batch(b).items() if k != "row"} for b in range(4)]
-        emit("sampler_samples_per_s", 4 * args.batch / (time.perf_counter() - t), "samples/s", check)
-    torch.manual_seed(0)
-    model = EgoM2P(mcfg, s.registry).to(device)
-    emit("params", model.num_params() / 1e6, "M", check)
-    if args.compile:
-        for blk in list(model.encoder) + list(model.decoder):
-            blk.compile()
-    opt = make_optimizer(model, argparse.Namespace(weight_decay=0.05, lr=1e-4, betas=(0.9, 0.95)))
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu",
-                                                                                                   enabled=False)
-    gpu_batches = [{k: v.to(device) for k, v in b.items()} for b in batches]
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    peak = peak_flops(device, args.peak_tflops)
+    with torch.device("meta"):
+        n_params = EgoM2P(mcfg, registry).num_params()
+    emit(check, "params", n_params / 1e6, "M", device=name, peak_tflops=peak / 1e12 if peak else None)
 
-    def step(b):
-        with amp:
-            loss, _ = combine_losses(model(b))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        return loss
+    def remaining() -> float:
+        return args.budget_s - (time.perf_counter() - t_start)
 
-    for i in range(args.warmup):
-        step(gpu_batches[i % 4])
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    flops = tokens = 0.0
-    t = time.perf_counter()
-    for i in range(args.steps):
-        b = gpu_batches[i % 4]
-        loss = step(b)
-        flops += step_flops(model, b)
-        tokens += float(b["enc_valid"].sum() + b["dec_valid"].sum())
-    loss.item()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    dt = time.perf_counter() - t
-    emit("step_time", dt / args.steps, "s", check, batch=args.batch, budgets=list(budgets))
-    emit("tokens_per_s", tokens / dt, "tokens/s", check)
-    emit("model_tflops_per_s", flops / dt / 1e12, "TFLOP/s", check)
-    if device.type == "cuda":
-        emit("peak_memory", torch.cuda.max_memory_allocated() / 2**30, "GiB", check)
-        name = torch.cuda.get_device_name()
-        peak = args.peak_tflops * 1e12 if args.peak_tflops else next((v for k, v in PEAKS.items() if k in name), None)
-        if peak:
-            emit("mfu", 100 * flops / dt / peak, "%", check, device=name, peak_tflops=peak / 1e12)
-    emit("loss", float(loss.detach()), "nats", check)
+    # 1. the attention kernels side by side at the smallest batch
+    small = min(args.batches)
+    results = {}
+    for kernel in kernels:
+        r = run_config(args, registry, mcfg, budgets, small, kernel, False, device, peak, args.steps, args.warmup)
+        results[kernel] = r
+        emit(check, f"attention_{kernel}_step_time", r["step_s"], "s", batch=small)
+        emit(check, f"attention_{kernel}_tokens_per_s", r["tokens_s"], "tokens/s", batch=small)
+    best = min(results, key=lambda k: results[k]["step_s"])
+    if len(results) > 1:
+        emit(check, "attention_flex_speedup_vs_sdpa", results["sdpa"]["step_s"] / results["flex"]["step_s"], "x",
+             batch=small)
+    # 2. each batch with the faster kernel (batch 128 with activation checkpointing)
+    last = results[best]
+    for batch in sorted(args.batches):
+        checkpointing = batch >= 64 and not args.smoke
+        estimate = last["step_s"] * batch / small * (1.4 if checkpointing else 1.0) * (args.steps + args.warmup)
+        if batch != small and estimate > remaining():
+            emit(check, f"batch{batch}_skipped", round(estimate), "s estimated > budget left", batch=batch)
+            continue
+        r = last if batch == small else None
+        while r is None:
+            try:
+                r = run_config(args, registry, mcfg, budgets, batch, best, checkpointing, device, peak, args.steps,
+                               args.warmup)
+            except torch.OutOfMemoryError:
+                emit(check, f"batch{batch}_out_of_memory", 1, "flag", batch=batch,
+                     activation_checkpointing=checkpointing)
+                torch.cuda.empty_cache()
+                if checkpointing:
+                    break
+                checkpointing = True  # once more, recomputing activations
+        if r is None:
+            continue
+        last = r
+        extra = dict(batch=batch, budgets=list(budgets), attention=best, activation_checkpointing=checkpointing,
+                     compile=args.compile)
+        emit(check, f"batch{batch}_step_time", r["step_s"], "s", **extra)
+        emit(check, f"batch{batch}_tokens_per_s", r["tokens_s"], "tokens/s", **extra)
+        emit(check, f"batch{batch}_model_tflops_per_s", r["tflops"], "TFLOP/s", **extra)
+        if r["mfu"] is not None:
+            emit(check, f"batch{batch}_mfu", 100 * r["mfu"], "%", **extra)
+        if r["mem"] is not None:
+            emit(check, f"batch{batch}_peak_memory", r["mem"], "GiB", **extra)
+    emit(check, "wall_time", time.perf_counter() - t_start, "s")
     return 0
 
 

@@ -16,15 +16,20 @@ def register(sub) -> None:
     tsub = p.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
     t = tsub.add_parser("train", help="train a tokenizer on clips tables and evaluate it",
                         description="Train the gaze or cam Transformer VQ-VAE, or the causal FSQ video tokenizer "
-                                    "(RGB and depth), on clips tables; overrides are KEY=VALUE of TrainConfig "
-                                    "(registry, size, steps, batch_size, lr, seed, device, threads, eval_fraction, "
-                                    "max_clips, log_every) or model.FIELD=VALUE.")
+                                    "(RGB and depth), on clips tables; overrides are typed KEY=VALUE of the "
+                                    "tokenizer's config (registry, size, steps, batch_size, lr, weight_decay, warmup, "
+                                    "seed, device, threads, eval_fraction, max_clips, log_every) or model.FIELD=VALUE "
+                                    "(fields of the VQ-VAE / FSQ config), composed with Hydra. --print-config shows "
+                                    "the composed config without reading anything.")
     t.add_argument("which", choices=("gaze", "cam", "video"))
-    t.add_argument("--clips", nargs="+", required=True, help="clips tables (DIR/<dataset>.lance)")
+    t.add_argument("--clips", nargs="+", help="clips tables (DIR/<dataset>.lance); required unless --print-config")
     # --out takes the directory and then any KEY=VALUE overrides that follow it (argparse cannot put a
     # "*" positional after options), so `--out DIR steps=500 size=base` works as documented.
-    t.add_argument("--out", required=True, nargs="+", metavar="DIR",
+    t.add_argument("--out", nargs="+", metavar="DIR",
                    help="tokenizer directory (checkpoints go to OUT/<modality>/), then optional overrides")
+    # like --out, --print-config takes the KEY=VALUE overrides that follow it
+    t.add_argument("--print-config", nargs="*", metavar="KEY=VALUE", default=None,
+                   help="print the composed, typed config (with any overrides) and exit; reads nothing")
     t.add_argument("overrides", nargs="*", help="KEY=VALUE, e.g. steps=500 size=base registry=base model.depth=4")
     t.set_defaults(func=run_train)
     i = tsub.add_parser("info", help="list the tokenizer checkpoints of a directory")
@@ -37,18 +42,32 @@ def _fmt(v) -> str:
 
 
 def run_train(args) -> int:
-    from ..tokenizers.train import TrainConfig, train_sequence, train_video
+    import sys
+    from dataclasses import asdict
 
-    clips = [c for c in args.clips if "=" not in c]
-    overrides = [c for c in args.clips if "=" in c] + list(args.out[1:]) + list(args.overrides)
-    out = args.out[0]
-    if "=" in out or not clips:
-        raise SystemExit("egom2p tokenizer train: give --clips PATH... and --out DIR before any KEY=VALUE override")
-    cfg = TrainConfig(batch_size=4 if args.which == "video" else 16)
-    try:
-        cfg.apply(overrides)
-    except ValueError as e:
-        raise SystemExit(f"egom2p tokenizer train: {e}")
+    from ..config import ConfigError, tokenizer_config
+    from ..tokenizers.train import train_sequence, train_video
+
+    def fail(msg: str) -> int:
+        print(f"egom2p tokenizer train: error: {msg}", file=sys.stderr)
+        return 2
+
+    given = list(args.clips or []) + list(args.out or []) + list(args.print_config or []) + list(args.overrides)
+    overrides = [a for a in given if "=" in a]
+    clips = [c for c in (args.clips or []) if "=" not in c]
+    outs = [o for o in (args.out or []) if "=" not in o]
+    try:  # the config first: a wrong key or type is refused before any clips table is opened
+        cfg = tokenizer_config(args.which, overrides)
+    except ConfigError as e:
+        return fail(str(e))
+    if args.print_config is not None:
+        import yaml
+
+        print(yaml.safe_dump(asdict(cfg), sort_keys=False).rstrip())
+        return 0
+    if not clips or len(outs) != 1:
+        return fail("give --clips PATH... and --out DIR (then any KEY=VALUE override)")
+    out = outs[0]
     if args.which == "video":
         metrics = train_video(clips, out, cfg)
         print("\nevaluation (video tokenizer):")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,8 @@ from .vqvae import VQVAE_PRESETS, SequenceVQVAE, VQVAEConfig
 
 @dataclass
 class TrainConfig:
-    """Options of ``egom2p tokenizer train`` (override as key=value; model fields as model.KEY=VALUE)."""
+    """Options of ``egom2p tokenizer train``: a typed config (egom2p.config.tokenizer_config composes it
+    from KEY=VALUE overrides with Hydra; model fields as model.FIELD=VALUE, typed by the model's config)."""
 
     registry: str = "tiny"  # modality registry config: vocab sizes and token grids
     size: str = "tiny"  # model preset: tiny (CPU) or base (paper: dim 768, 12 blocks)
@@ -49,36 +50,6 @@ class TrainConfig:
     max_clips: int | None = None
     log_every: int = 25
     model: dict = field(default_factory=dict)  # model config overrides
-
-    def apply(self, overrides: list[str]) -> "TrainConfig":
-        names = {f.name: f for f in fields(self)}
-        for item in overrides:
-            if "=" not in item:
-                raise ValueError(f"override {item!r} is not KEY=VALUE")
-            key, val = item.split("=", 1)
-            parsed = _parse(val)
-            if key.startswith("model."):
-                self.model[key[6:]] = parsed
-            elif key in names:
-                setattr(self, key, parsed)
-            else:
-                raise ValueError(f"unknown option {key!r}; known: {sorted(names)} and model.<field>")
-        return self
-
-
-def _parse(val: str):
-    for cast in (int, float):
-        try:
-            return cast(val)
-        except ValueError:
-            pass
-    if val.lower() in ("true", "false"):
-        return val.lower() == "true"
-    if val.lower() in ("none", "null"):
-        return None
-    if "," in val:
-        return [_parse(v) for v in val.split(",")]
-    return val
 
 
 def _device(name: str, threads: int | None = None) -> torch.device:
