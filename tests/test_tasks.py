@@ -10,6 +10,7 @@ import pytest
 from egom2p import geometry as geo
 from egom2p import tasks as T
 from egom2p.modalities import get_registry
+from egom2p.tasks.inputs import token_grid_frame
 from egom2p.video import decode, encode_h264, probe, token_frame_indices
 from tests.factories import moving_pattern, walk_trajectory
 
@@ -83,22 +84,84 @@ def test_stitch_frames_and_video_indices():
     windows = np.stack([per_frame[s:s + 60] for s in starts])
     assert np.array_equal(T.stitch_frames(windows, starts, n), per_frame)
     tidx = token_frame_indices()
+    starts, pad = T.video_window_starts(n, 60, overlap=False)
+    assert starts == [0, 60] and pad == 25  # the last window reaches past the video: padded, outputs dropped
     vids = np.stack([(s + tidx).astype(float)[:, None, None] * np.ones((16, 4, 4)) for s in starts])
-    frames, idx = T.stitch_video(vids, starts)
-    assert np.all(np.diff(idx) > 0) and idx[0] == 0 and idx[-1] == starts[-1] + 56
+    frames, idx = T.stitch_video(vids, starts, n)
+    assert idx[0] == 0 and idx[-1] == 94 and np.all(idx < n)
+    assert np.array_equal(idx, token_grid_frame(np.arange(len(idx))))  # one even 8 FPS timeline, no interleaving
     assert np.allclose(frames[:, 0, 0], idx)  # each output frame is the one shown at that index
+    with pytest.raises(ValueError, match="off the 8 FPS token grid"):
+        T.stitch_video(vids, [0, 35], n)
+
+
+def test_video_windows_overlap_and_keep_the_8fps_grid():
+    """Issue 15 (6b): every depth window shares token frames with the previous one, all frames stay on one
+    even 8 FPS timeline, and every token frame inside the video is covered, for any video length."""
+    tidx = token_frame_indices()
+    assert T.video_window_starts(60, 45, overlap=True) == ([0], 0)
+    for n in range(60, 400, 7):
+        starts, pad = T.video_window_starts(n, T.TASKS["depth"].stride, overlap=True)
+        covered = set()
+        for a, b in zip(starts, starts[1:]):
+            assert len(set(a + tidx) & set(b + tidx)) >= 1
+        for s in starts:
+            covered |= set((s + tidx).tolist())
+        grid = token_grid_frame(np.arange(200))
+        assert set(grid[grid < n].tolist()) <= covered and covered <= set(grid.tolist())
+        assert starts[-1] + 60 == n + pad and 0 <= pad < 60
+    with pytest.raises(T.TaskInputError, match="no shared token frame"):
+        T.video_window_starts(200, 60, overlap=True)
+    with pytest.raises(T.TaskInputError, match="multiple of 15"):
+        T.video_window_starts(200, 56, overlap=True)
 
 
 def test_stitch_video_aligns_overlapping_depth_windows():
     # one depth video (inverse depth) seen by two windows that each normalise it differently
     rng = np.random.default_rng(0)
-    starts = [0, 56]
+    starts = [0, 45]
     tidx = token_frame_indices()
     frames = {int(f): rng.uniform(0.2, 1.0, (4, 4)) for s in starts for f in s + tidx}
     w0 = np.stack([frames[int(f)] for f in tidx])
-    w1 = np.stack([frames[int(56 + f)] for f in tidx]) * 0.5 + 0.1  # another affine normalisation
+    w1 = np.stack([frames[int(45 + f)] for f in tidx]) * 0.5 + 0.1  # another affine normalisation
     out, idx = T.stitch_video(np.stack([w0, w1]), starts, align_inverse_depth=True)
     assert np.allclose(out, np.stack([frames[int(i)] for i in idx]), atol=1e-9)
+    # a window that shares no token frame with the earlier ones is an error, not a silent skip
+    with pytest.raises(ValueError, match="shares no token frame"):
+        T.stitch_video(np.stack([w0, w1]), [0, 60], align_inverse_depth=True)
+
+
+class _WallRunner(T.TaskRunner):
+    """Each window 'predicts' the wall's inverse depth under its own affine normalisation (as a per-window model does)."""
+
+    def __init__(self, wall):
+        super().__init__(model=None, registry=get_registry("tiny"), tokenizers={})
+        self.wall, self.calls = wall, 0
+
+    def run(self, task, inputs, batch_size=8, timing=None, progress=False):
+        n = len(inputs["rgb"])
+        rng = np.random.default_rng(self.calls)
+        self.calls += 1
+        scale, shift = rng.uniform(0.3, 2.0, n), rng.uniform(-0.5, 0.5, n)
+        return np.stack([np.repeat((a * self.wall + b)[None], 16, 0) for a, b in zip(scale, shift)]).astype(np.float32)
+
+
+@pytest.mark.parametrize("wall", ["flat", "slanted"])
+def test_long_video_depth_of_a_constant_wall_has_one_scale(tmp_path, wall):
+    """Issue 15 (6b): a constant-depth wall stitched from several windows stays constant (one scale)."""
+    S = get_registry("tiny")["rgb"].image_size
+    yy = np.mgrid[0:S, 0:S][0] / S
+    inv = np.full((S, S), 0.4) if wall == "flat" else 0.2 + 0.6 * yy  # a fronto-parallel or a slanted wall
+    video = tmp_path / "wall.mp4"
+    encode_h264(moving_pattern(212, 32, 32), fps=30, path=video)  # 7 s: several windows
+    res = T.run_task(_WallRunner(inv), "depth", video=video, progress=False)
+    assert len(res.starts) >= 4 and res.padding > 0
+    assert np.array_equal(res.frame_index, token_grid_frame(np.arange(len(res.frame_index))))
+    assert res.frame_index[-1] <= 211 < res.frame_index[-1] + 4
+    d = res.prediction
+    assert np.allclose(d, d[:1], atol=1e-5)  # the same map in every frame: no window kept its own scale
+    if wall == "slanted":
+        assert d.min() == pytest.approx(0.0, abs=1e-6) and d.max() == pytest.approx(1.0, abs=1e-6)
 
 
 def test_load_depth_and_windows(tmp_path):
