@@ -243,3 +243,43 @@ def test_gpu_inference_check_runs_in_smoke_mode():
     assert all(set(x) == {"check", "metric", "value", "unit"} and x["check"] == "inference" for x in lines)
     assert got["camera_s_per_seq"]["value"] > 0 and got["depth_s_per_seq"]["value"] > 0
     assert got["camera_paper_s_per_seq"]["value"] == 0.18 and got["depth_paper_s_per_seq"]["value"] == 0.8
+
+
+def test_ground_truth_beside_a_camera_prediction(tmp_path, video_25fps):
+    """Issue 15 (6e): `predict camera --gt TUM_FILE | CLIP_ID` matches, aligns, scores and plots the ground truth."""
+    from egom2p.clips import write_clips
+    from tests.factories import make_clip
+
+    n = 150
+    truth = geo.relative_to_first(walk_trajectory(n, seed=7))
+    G = geo.make_se3(np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]]), [3.0, -1.0, 0.5])
+    pred = np.einsum("ij,njk->nik", G, truth)
+    pred[:, :3, 3] *= 0.5  # the prediction is the truth in another frame, at half the scale: Sim(3) removes it
+    tum = tmp_path / "truth.tum"
+    T.write_tum(tum, 100.0 + np.arange(0, n, 2) / 30, truth[::2])  # 15 Hz ground truth, absolute timestamps
+    ref = T.reference_trajectory(pred, tum)
+    assert np.array_equal(ref["frames"], np.arange(0, n, 2)) and ref["alignment"] == "sim3"
+    assert ref["errors"]["ate"] == pytest.approx(0.0, abs=1e-6) and ref["errors"]["rre"] == pytest.approx(0.0, abs=1e-4)
+    assert np.allclose(ref["aligned_prediction"][:, :3, 3], ref["poses"][:, :3, 3], atol=1e-6)
+    assert T.reference_trajectory(pred, tum, alignment="se3")["errors"]["ate"] > 0.1  # the scale is wrong
+    # a clip of the video's sequence: its start frame places it on the video
+    clip = make_clip(sequence="walk", start=30, seed=1, modalities=("cam",))
+    clip.cam = geo.relative_to_first(truth[30:90]).astype(np.float32)
+    write_clips(tmp_path / "c.lance", [clip])
+    ref = T.reference_trajectory(pred, clip.clip_id, [tmp_path / "c.lance"])
+    assert np.array_equal(ref["frames"], np.arange(30, 90)) and ref["errors"]["ate"] == pytest.approx(0, abs=1e-5)
+    assert ref["source"] == f"clip {clip.clip_id}"
+    with pytest.raises(T.TaskInputError, match="no such clip"):
+        T.reference_trajectory(pred, "egogen/nope/000000", [tmp_path / "c.lance"])
+    with pytest.raises(T.TaskInputError, match="--gt-clips"):
+        T.reference_trajectory(pred, "egogen/walk/000030")
+    (tmp_path / "bad.tum").write_text("1 2 3\n")
+    with pytest.raises(T.TaskInputError, match="bad.tum: TUM lines need 8 numbers"):
+        T.reference_trajectory(pred, tmp_path / "bad.tum")
+    # the plot shows both: it differs from the plot of the prediction alone
+    v = T.load_video(video_25fps, 32)
+    res = T.TaskResult("camera", pred[:96], np.arange(96), np.arange(96) / 30, [0, 36], T.Timing(), video=v)
+    alone = T.write_outputs(res, tmp_path / "alone")["plot"]
+    res.reference = T.reference_trajectory(res.prediction, tum)
+    both = T.write_outputs(res, tmp_path / "both")["plot"]
+    assert open(alone, "rb").read() != open(both, "rb").read() and (tmp_path / "both" / "trajectory.png").stat().st_size > 5000

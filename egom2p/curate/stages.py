@@ -152,7 +152,10 @@ def depth_to_bytes(ann: DepthAnnotation | None) -> bytes:
         return b""
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(ann.values, dtype=np.float32), allow_pickle=False)
-    return json.dumps({"kind": ann.kind, "source": ann.source}).encode() + b"\n" + buf.getvalue()
+    if ann.raw_valid is not None:
+        np.save(buf, np.ascontiguousarray(ann.raw_valid, dtype=bool), allow_pickle=False)
+    meta = {"kind": ann.kind, "source": ann.source, "raw_valid": ann.raw_valid is not None}
+    return json.dumps(meta).encode() + b"\n" + buf.getvalue()
 
 
 def depth_from_bytes(blob: bytes) -> DepthAnnotation | None:
@@ -160,8 +163,10 @@ def depth_from_bytes(blob: bytes) -> DepthAnnotation | None:
         return None
     head, _, body = bytes(blob).partition(b"\n")
     meta = json.loads(head)
-    values = np.load(io.BytesIO(body), allow_pickle=False)
-    return DepthAnnotation(values=values, kind=meta["kind"], source=meta["source"])
+    buf = io.BytesIO(body)
+    values = np.load(buf, allow_pickle=False)
+    raw_valid = np.load(buf, allow_pickle=False) if meta.get("raw_valid") else None
+    return DepthAnnotation(values=values, kind=meta["kind"], source=meta["source"], raw_valid=raw_valid)
 
 
 # ---------------------------------------------------------------------------------- standardize
