@@ -211,7 +211,8 @@ def compare(spec: TaskSpec, rows: list[dict]) -> list[dict]:
 def evaluate(runner: TaskRunner, task: str, clips: list, *, alignment: str = DEFAULT_ALIGNMENT, batch_size: int = 1,
              weights_dir=None, train_clips: list | None = None, train_source: str = "",
              progress: bool = True, keep_predictions: bool = False) -> EvalReport:
-    """Run ``task`` on standard clips; score the model, the tokenizer round trip and the baselines against the ground truth."""
+    """Run ``task`` on standard clips; score the model, the tokenizer round trip and the baselines against the
+    ground truth (one :class:`EvalReport`)."""
     spec = get_task(task)
     S = runner.image_size()
     ctx = ScoreContext(alignment=alignment, weights_dir=weights_dir)
@@ -223,10 +224,12 @@ def evaluate(runner: TaskRunner, task: str, clips: list, *, alignment: str = DEF
 
     timing = Timing()
     out = runner.run(spec, clip_inputs(clips, spec.inputs, S), batch_size=batch_size, timing=timing, progress=progress)
-    preds[MODEL_ROW], kinds[MODEL_ROW], times[MODEL_ROW] = [spec.postprocess(o) for o in out], "model", timing.total_s / n
+    preds[MODEL_ROW] = [spec.postprocess(o) for o in out]
+    kinds[MODEL_ROW], times[MODEL_ROW] = "model", timing.total_s / n
 
     t0 = time.perf_counter()
-    rt = runner.round_trip(spec.target, clip_inputs(clips, (spec.target,), S)[spec.target], batch_size=max(batch_size, 8))
+    targets = clip_inputs(clips, (spec.target,), S)[spec.target]
+    rt = runner.round_trip(spec.target, targets, batch_size=max(batch_size, 8))
     preds[CEILING_ROW], kinds[CEILING_ROW] = [spec.postprocess(o) for o in rt], "ceiling"
     times[CEILING_ROW] = (time.perf_counter() - t0) / n
     ctx.note(f"{CEILING_ROW}: the ground truth encoded and decoded by the {spec.target} tokenizer and scored the same "
@@ -257,11 +260,12 @@ def evaluate(runner: TaskRunner, task: str, clips: list, *, alignment: str = DEF
     if skipped:
         ctx.note(f"{skipped} clips without scorable ground truth skipped")
     cfg = runner.config(spec)
-    settings = {"alignment": alignment if spec.target == "cam" else None, "batch_size": batch_size,
+    settings = {"alignment": alignment if "alignment" in spec.settings else None, "batch_size": batch_size,
                 "device": str(runner.device), "registry": runner.registry.config,
                 "generation": cfg if isinstance(cfg, str) else repr(cfg),
                 "timing_breakdown_s_per_seq": {k: v / n for k, v in timing.as_dict().items() if k.endswith("_s")},
-                "training_statistics": train_source or None}
+                "training_statistics": train_source or None,
+                **{k: getattr(ctx, k) for k in spec.settings if k != "alignment"}}
     notes = spec.describe(ctx) + ctx.notes
     report = EvalReport(task, rows, n, notes, settings, compare(spec, rows))
     if keep_predictions:
@@ -271,9 +275,10 @@ def evaluate(runner: TaskRunner, task: str, clips: list, *, alignment: str = DEF
 
 def score_reconstructions(modality: str, originals, reconstructions, meta=None, ctx: ScoreContext | None = None
                           ) -> dict:
-    """A tokenizer's round trip scored exactly like the ceiling row of ``egom2p eval`` (the task generating ``modality``).
+    """A tokenizer's round trip scored exactly like the ceiling row of ``egom2p eval``.
 
-    ``originals`` are standard-clip arrays of ``modality`` [B, 60, ...], ``reconstructions`` the tokenizer's decode of their tokens; ``meta`` per clip
+    The task is the one that generates ``modality``. ``originals`` are standard-clip arrays of
+    ``modality`` [B, 60, ...], ``reconstructions`` the tokenizer's decode of their tokens; ``meta`` per clip
     (objects with the clip's other fields, e.g. ``depth_range``) where the ground truth needs them.
     Returns the mean of each metric keyed ``{modality}_{metric}[_{unit}]`` (e.g. ``cam_ate_m``),
     plus ``alignment`` for camera metrics. Metrics whose ground truth is unavailable are left out.
@@ -297,8 +302,8 @@ def score_reconstructions(modality: str, originals, reconstructions, meta=None, 
     for c in spec.columns:
         if row.get(c.key) is not None:
             out[f"{modality}_{c.key}" + (f"_{c.unit}" if c.unit else "")] = row[c.key]
-    if spec.target == "cam":
-        out["alignment"] = ctx.alignment
+    for k in spec.settings:
+        out[k] = getattr(ctx, k)
     return out
 
 

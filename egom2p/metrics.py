@@ -318,7 +318,9 @@ def psnr(est: np.ndarray, ref: np.ndarray, data_range: float | None = None) -> f
 
 
 def ssim(est: np.ndarray, ref: np.ndarray, data_range: float | None = None) -> float:
-    """SSIM of videos (torchmetrics, Gaussian 11x11, data range 1 after scaling), mean over frames; inputs as :func:`psnr`."""
+    """SSIM of videos (torchmetrics, Gaussian 11x11, data range 1 after scaling), mean over frames.
+
+    Inputs as :func:`psnr`."""
     from torchmetrics.functional.image import structural_similarity_index_measure
 
     a, b = _pair(est, ref, data_range)

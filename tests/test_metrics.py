@@ -127,7 +127,8 @@ def test_mean_trajectory_and_gaze_track():
         left[i, :3, :3], right[i, :3, :3] = _rot("y", y), _rot("y", -y)
         left[i, :3, 3], right[i, :3, 3] = [0.01 * i, 0, 0.05 * i], [-0.01 * i, 0, 0.05 * i]
     m = B.mean_trajectory(np.stack([left, right]))
-    assert np.allclose(m[:, :3, :3], np.eye(3), atol=1e-9) and np.allclose(m[:, :3, 3], np.c_[0 * yaw, 0 * yaw, 0.05 * np.arange(60)])
+    assert np.allclose(m[:, :3, :3], np.eye(3), atol=1e-9)
+    assert np.allclose(m[:, :3, 3], np.c_[0 * yaw, 0 * yaw, 0.05 * np.arange(60)])
     assert np.allclose(np.linalg.det(m[:, :3, :3]), 1)
     g = np.full((3, 60, 2), np.nan)
     g[0, :30], g[1, 10:] = 0.2, 0.6

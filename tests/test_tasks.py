@@ -132,7 +132,7 @@ def test_stitch_video_aligns_overlapping_depth_windows():
 
 
 class _WallRunner(T.TaskRunner):
-    """Each window 'predicts' the wall's inverse depth under its own affine normalisation (as a per-window model does)."""
+    """Each window 'predicts' the wall's inverse depth under its own affine normalisation (as per-window models do)."""
 
     def __init__(self, wall):
         super().__init__(model=None, registry=get_registry("tiny"), tokenizers={})
@@ -282,4 +282,5 @@ def test_ground_truth_beside_a_camera_prediction(tmp_path, video_25fps):
     alone = T.write_outputs(res, tmp_path / "alone")["plot"]
     res.reference = T.reference_trajectory(res.prediction, tum)
     both = T.write_outputs(res, tmp_path / "both")["plot"]
-    assert open(alone, "rb").read() != open(both, "rb").read() and (tmp_path / "both" / "trajectory.png").stat().st_size > 5000
+    assert open(alone, "rb").read() != open(both, "rb").read()
+    assert (tmp_path / "both" / "trajectory.png").stat().st_size > 5000

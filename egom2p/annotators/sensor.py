@@ -114,7 +114,8 @@ class SensorDepth(Annotator):
             raise SourceError(seq.ref.path, f"sensor depth has shape {raw.shape}, expected "
                                             f"({length}, {seq.height}, {seq.width}) (aligned to RGB)")
         out = np.stack([clean_depth_frame(f, self.config) for f in raw])
-        return DepthAnnotation(values=out, kind="metric", source="sensor", raw_valid=raw_valid_mask(raw, self.config))
+        return DepthAnnotation(values=out, kind="metric", source="sensor",
+                               raw_valid=raw_valid_mask(raw, self.config))
 
 
 def make_annotator(**options) -> Annotator:

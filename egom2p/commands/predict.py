@@ -1,6 +1,7 @@
 """``egom2p predict {camera,gaze,depth,rgb}``: run one EgoM2P task on a video and write common formats.
 
-    egom2p predict camera --ckpt CKPT --tokenizers DIR --video IN.mp4 --out DIR [--gt TRUTH.tum | --gt CLIP_ID --gt-clips TABLE]
+    egom2p predict camera --ckpt CKPT --tokenizers DIR --video IN.mp4 --out DIR
+                          [--gt TRUTH.tum | --gt CLIP_ID --gt-clips TABLE]
         -> DIR/trajectory.tum.txt (timestamp tx ty tz qx qy qz qw, camera-to-world) + DIR/trajectory.png
     egom2p predict gaze   ... --video IN.mp4 --out DIR  -> DIR/gaze.csv + DIR/gaze_overlay.mp4
     egom2p predict depth  ... --video IN.mp4 --out DIR  -> DIR/depth.npy + DIR/depth.mp4 (+ depth_frames.csv)

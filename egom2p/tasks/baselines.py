@@ -101,12 +101,15 @@ def mean_gaze_track(tracks: np.ndarray) -> np.ndarray:
 
 
 def constant_depth(shape) -> np.ndarray:
-    """One value everywhere (normalised inverse depth 0.5): after scale-and-shift alignment the clip's mean inverse depth."""
+    """One value everywhere (normalised inverse depth 0.5); after scale-and-shift alignment: the clip's mean
+    inverse depth."""
     return np.full(shape, 0.5, dtype=np.float32)
 
 
 def mean_depth_map(depths: np.ndarray) -> np.ndarray:
-    """Per-pixel mean of normalised inverse depth frames [M, S, S] (NaN invalid) -> [S, S] (never-valid pixels: the mean)."""
+    """Per-pixel mean of normalised inverse depth frames [M, S, S] (NaN invalid) -> [S, S].
+
+    Pixels never valid take the mean over all valid pixels."""
     d = np.asarray(depths, dtype=np.float64)
     ok = np.isfinite(d)
     if not ok.any():

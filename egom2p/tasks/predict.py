@@ -48,7 +48,8 @@ def _load_inputs(spec, size: int, video, depth, depth_fps: float, depth_kind: st
     """(VideoInput or None, DepthInput or None, {modality: input}) of a task's inputs, read from the given files."""
     loaders = {  # modality -> (file, flag that gives it, reader)
         "rgb": (video, "--video", lambda p: load_video(p, size)),
-        "depth": (depth, "--depth (a .npy/.npz depth video)", lambda p: load_depth(p, size, fps=depth_fps, kind=depth_kind)),
+        "depth": (depth, "--depth (a .npy/.npz depth video)",
+                  lambda p: load_depth(p, size, fps=depth_fps, kind=depth_kind)),
     }
     loaded = {}
     for m in spec.inputs:

@@ -90,6 +90,7 @@ class TaskSpec:
     plot: Callable  # (clip, {name: prediction}, truth, title) -> matplotlib figure
     describe: Callable[[ScoreContext], list[str]]  # notes on the metrics, printed under the table
     set_score: Callable | None = None  # (predictions, truths, ctx) -> set-level metrics (e.g. FVD)
+    settings: tuple[str, ...] = ()  # the ScoreContext fields the scores depend on (reported with the numbers)
     clip_filter: Callable[[dict], bool] | None = None  # clips-index row -> usable ground truth?
     gt_note: str = ""  # said when the filter removes clips
 

@@ -31,8 +31,8 @@ def stitch_camera(windows: np.ndarray, starts: list[int], num_frames: int) -> np
     covered = 0
     for w, s in zip(np.asarray(windows, dtype=np.float64), starts):
         if s > 0 and s >= covered:
-            raise ValueError(f"window at frame {s} shares no frame with the earlier windows (covered 0..{covered - 1}); "
-                             f"camera windows must overlap (stride < {len(w)})")
+            raise ValueError(f"window at frame {s} shares no frame with the earlier windows (covered 0.."
+                             f"{covered - 1}); camera windows must overlap (stride < {len(w)})")
         rel = geo.relative_to_first(w)
         base = np.eye(4) if s == 0 else out[s]
         glob = np.einsum("ij,njk->nik", base, rel)

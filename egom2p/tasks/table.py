@@ -205,7 +205,7 @@ TASKS: dict[str, TaskSpec] = {
                  Column("rre", "RRE (deg)", "{:.3f}", True, "deg")),
         main_metrics=("ate", "rre"), truth=_camera_truth, score=_camera_score, postprocess=geo.relative_to_first,
         baselines=B.CAMERA, stitch=_camera_stitch, write=W.write_camera, plot=_camera_plot,
-        describe=_camera_describe),
+        describe=_camera_describe, settings=("alignment",)),
     "gaze": TaskSpec(
         "gaze", ("rgb",), "gaze", "gaze", "eye-gaze dynamics from RGB video", stride=CLIP_FRAMES,
         video_output=False, align_windows=False, columns=(Column("mse", "MSE", "{:.4f}", True),),
@@ -217,7 +217,7 @@ TASKS: dict[str, TaskSpec] = {
         columns=(Column("abs_rel", "AbsRel", "{:.4f}", True), Column("delta1", "delta<1.25", "{:.4f}", False)),
         main_metrics=("abs_rel",), truth=_depth_truth, score=_depth_score, postprocess=np.asarray,
         baselines=B.DEPTH, stitch=_depth_stitch, write=W.write_depth, plot=_depth_plot, describe=_depth_describe,
-        clip_filter=_metric_depth, gt_note=" with metric depth (sensor/render)"),
+        clip_filter=_metric_depth, gt_note=" with metric depth (sensor/render)", settings=("depth_range",)),
     "rgb": TaskSpec(
         "rgb", ("depth",), "rgb", "rgb_from_depth", "RGB video synthesis from a depth video", stride=CLIP_FRAMES,
         video_output=True, align_windows=False,
