@@ -284,3 +284,27 @@ def test_ground_truth_beside_a_camera_prediction(tmp_path, video_25fps):
     both = T.write_outputs(res, tmp_path / "both")["plot"]
     assert open(alone, "rb").read() != open(both, "rb").read()
     assert (tmp_path / "both" / "trajectory.png").stat().st_size > 5000
+
+
+class _EchoRunner(T.TaskRunner):
+    """RGB 'synthesis' that paints each token frame with its window's depth mean (checks windows and stitching)."""
+
+    def __init__(self):
+        super().__init__(model=None, registry=get_registry("tiny"), tokenizers={})
+
+    def run(self, task, inputs, batch_size=8, timing=None, progress=False):
+        d = np.nan_to_num(inputs["depth"][:, token_frame_indices()], nan=0.0)  # [W, 16, S, S]
+        return np.repeat((d * 255).astype(np.uint8)[..., None], 3, -1)
+
+
+def test_predict_rgb_from_a_long_depth_video_keeps_the_8fps_grid(tmp_path):
+    depth = np.linspace(1.0, 3.0, 130, dtype=np.float32)[:, None, None] * np.ones((130, 24, 24), np.float32)
+    depth[:, :, :12] *= 2  # two surfaces, so each window normalises to [0, 1]
+    np.save(tmp_path / "d.npy", depth)
+    res = T.run_task(_EchoRunner(), "rgb", depth=tmp_path / "d.npy", progress=False)
+    assert res.starts == [0, 60, 120] and res.padding == 50  # 130 frames: the last window repeats the last frame
+    assert np.array_equal(res.frame_index, token_grid_frame(np.arange(len(res.frame_index))))
+    S = get_registry("tiny")["rgb"].image_size
+    assert res.frame_index[-1] == 128 and res.prediction.shape[1:] == (S, S, 3)
+    paths = T.write_outputs(res, tmp_path / "out")
+    assert probe(paths["video"]).num_frames == len(res.frame_index)
