@@ -302,8 +302,9 @@ def score_reconstructions(modality: str, originals, reconstructions, meta=None, 
     for c in spec.columns:
         if row.get(c.key) is not None:
             out[f"{modality}_{c.key}" + (f"_{c.unit}" if c.unit else "")] = row[c.key]
-    for k in spec.settings:
-        out[k] = getattr(ctx, k)
+    for k in spec.settings:  # named settings (camera alignment) travel with the numbers
+        if isinstance(getattr(ctx, k), str):
+            out[k] = getattr(ctx, k)
     return out
 
 
