@@ -5,9 +5,9 @@ Measures, for a 2-second clip (60 frames) at 256x256 (``--size``/``--seconds`` t
 * baseline: ray casting only (open3d RaycastingScene, 1 thread, z-depth out) for the 60 poses;
 * render:   ray casting + shading (RGB + depth in memory);
 * write:    the whole sequence to disk as ``egom2p render`` does it (plan the walk and gaze, bake the
-            lighting, render, stream RGB to ffmpeg/H.264, depth .npy, poses, gaze, manifest).
+            lighting, render, stream RGB to H.264 (PyAV, in process), depth .npy, poses, gaze, manifest).
 
-CPU time is counted for this process and its children (ffmpeg), so "per core" numbers do not
+CPU time is counted for this process and its children, so "per core" numbers do not
 depend on how many cores are free; wall time is printed too. Each measurement is repeated and
 the minimum kept, interleaving the variants so that machine load affects them alike.
 Target (issue 3): a 60-frame 256x256 clip in <= 0.5 s on one core including writing.
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     r = Renderer(scene, args.size, args.size, K, nthreads=1)
     r.render(T[0])  # warm up
     tmp = Path(tempfile.mkdtemp(prefix="bench_render_"))
-    # warm up the writer once (imports, ffmpeg start)
+    # warm up the writer once (imports, encoder start)
     write_sequence(tmp / "warm", cfg, args.seed, 0)
 
     # reference: the issue's "~1.6 ms per 256x256 frame" figure is open3d's pinhole rays on a unit box

@@ -95,6 +95,7 @@ def run_demo(cfg: DemoConfig) -> dict:
   model run          : {run_dir}   (tensorboard --logdir {run_dir})
   camera prediction  : {pred / 'camera'}
   eval tables        : {evals}/eval_*.md
+  3D viewer          : egom2p view {evals}   (or {pred / 'camera'}, {table}; --save FILE.rrd)
   notebooks          : notebooks/inspect_clips.ipynb, inspect_tokens.ipynb, predictions.ipynb (defaults point here)
   Prefect UI         : http://127.0.0.1:4200 if you started a server (scripts/prefect_local.sh)""")
     return results

@@ -50,8 +50,11 @@ class EvalReport:
     notes: list[str] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
     comparison: list[dict] = field(default_factory=list)  # model vs best baseline per main metric
-    predictions: dict = field(default_factory=dict)  # {method: [per-clip prediction]} with keep_predictions=True
-    truths: list = field(default_factory=list)  # per-clip ground truth, with keep_predictions=True
+    # the model's output per clip ({"clip_ids": [n], "prediction": [n, ...]}), written beside the tables so
+    # `egom2p view` can show it with the truth
+    predictions: dict | None = field(default=None, repr=False)
+    rows_predictions: dict = field(default_factory=dict, repr=False)  # {method: [per clip]} (keep_predictions)
+    truths: list = field(default_factory=list, repr=False)  # per-clip ground truth (keep_predictions)
 
     def as_dict(self) -> dict:
         return {"task": self.task, "num_clips": self.num_clips, "settings": self.settings, "rows": self.rows,
@@ -267,9 +270,11 @@ def evaluate(runner: TaskRunner, task: str, clips: list, *, alignment: str = DEF
                 "training_statistics": train_source or None,
                 **{k: getattr(ctx, k) for k in spec.settings if k != "alignment"}}
     notes = spec.describe(ctx) + ctx.notes
-    report = EvalReport(task, rows, n, notes, settings, compare(spec, rows))
+    report = EvalReport(task, rows, n, notes, settings, compare(spec, rows),
+                        predictions={"clip_ids": np.array([c.clip_id for c in clips]),
+                                     "prediction": np.stack([np.asarray(o) for o in out])})
     if keep_predictions:
-        report.predictions, report.truths = preds, truths
+        report.rows_predictions, report.truths = preds, truths
     return report
 
 
@@ -346,10 +351,16 @@ def write_report(report: EvalReport, out_dir, extra: dict | None = None) -> dict
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     jpath, mpath = out / f"eval_{report.task}.json", out / f"eval_{report.task}.md"
+    paths = {}
+    if report.predictions is not None:  # clip_ids [n] and the model's output [n, ...] (see egom2p.view)
+        ppath = out / f"eval_{report.task}_predictions.npz"
+        np.savez_compressed(ppath, **report.predictions)
+        paths["predictions"] = str(ppath)
+        extra = {**(extra or {}), "predictions": ppath.name}
     jpath.write_text(json.dumps({**report.as_dict(), **(extra or {})}, indent=2, default=str))
     title = f"## egom2p eval {report.task} ({report.num_clips} clips)\n\n"
     comp = format_comparison(report)
     comp_md = ("\n" + "\n".join(f"- {c}" for c in comp) + "\n") if comp else ""
     mpath.write_text(title + format_table(report, markdown=True) + "\n" + comp_md + "\n"
                      + "\n".join(f"- {n}" for n in report.notes) + "\n")
-    return {"json": str(jpath), "markdown": str(mpath)}
+    return {"json": str(jpath), "markdown": str(mpath), **paths}

@@ -35,7 +35,7 @@ import numpy as np
 from .adapters.base import SourceError
 
 __all__ = ["UnsafeArchiveError", "UnsafePickleError", "iter_tar_members", "safe_extract_tar",
-           "load_restricted_pickle", "loads_restricted_pickle", "load_npy", "load_npy_object"]
+           "load_restricted_pickle", "loads_restricted_pickle", "load_npy", "load_npy_object", "read_npy_header"]
 
 
 class UnsafeArchiveError(SourceError):
@@ -251,21 +251,27 @@ def loads_restricted_pickle(data: bytes, source: str = "<bytes>"):
 # --- .npy ---------------------------------------------------------------------------------------
 
 
+def read_npy_header(fp) -> tuple[tuple, bool, np.dtype]:
+    """(shape, fortran order, dtype) of the ``.npy`` stream ``fp`` (positioned at its start), data not read."""
+    fmt = np.lib.format
+    version = fmt.read_magic(fp)
+    if version == (1, 0):
+        return fmt.read_array_header_1_0(fp)
+    if version == (2, 0):
+        return fmt.read_array_header_2_0(fp)
+    from numpy.lib import _format_impl  # (3, 0): utf-8 header; only numpy's private reader takes it
+
+    return _format_impl._read_array_header(fp, version)
+
+
 def load_npy(path) -> np.ndarray:
     """Read an ``.npy`` file; object arrays (pickled payload) go through the restricted unpickler."""
     p = Path(path)
     if not p.is_file():
         raise SourceError(p, "file not found")
-    fmt = np.lib.format
     with open(p, "rb") as fp:
         try:
-            version = fmt.read_magic(fp)
-            if version == (1, 0):
-                shape, fortran, dtype = fmt.read_array_header_1_0(fp)
-            elif version == (2, 0):
-                shape, fortran, dtype = fmt.read_array_header_2_0(fp)
-            else:
-                shape, fortran, dtype = fmt._read_array_header(fp, version)  # (3, 0): utf-8 header
+            shape, fortran, dtype = read_npy_header(fp)
         except Exception as e:
             raise SourceError(p, f"not a valid .npy file ({e})") from e
         if not dtype.hasobject:

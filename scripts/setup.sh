@@ -6,11 +6,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 
-if ! command -v ffmpeg >/dev/null 2>&1; then
-  echo "[setup] installing ffmpeg from Debian"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq ffmpeg >/dev/null
-fi
+# No system packages: video is encoded and decoded in process (PyAV and decord wheels carry FFmpeg).
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV"

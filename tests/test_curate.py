@@ -1,6 +1,6 @@
 """Curation stages as pure functions, the serial and Ray runs, quarantine, resume and the run lock.
 
-The raw data is a real fixture tree written by the test: per sequence an H.264 mp4 (ffmpeg), poses,
+The raw data is a real fixture tree written by the test: per sequence an H.264 mp4 (PyAV), poses,
 gaze and depth as .npy, read back by a small adapter with the real adapter interface.
 """
 

@@ -62,6 +62,29 @@ def test_inspect_clips_notebook(demo_out):
     out, _ = demo_out
     nb = _run_notebook("inspect_clips.ipynb", {"CLIPS_DIR": str(out / "clips")})
     assert not _errors(nb) and _images(nb) >= 4  # frames, depth, gaze trail, trajectory
+    widgets = sum("application/vnd.jupyter.widget-view+json" in o.get("data", {})
+                  for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert widgets == 0  # the rerun cell is off by default
+    # switched on, the optional cell embeds rerun's viewer (headless here: the widget is created, not drawn)
+    nb = _run_notebook("inspect_clips.ipynb", {"CLIPS_DIR": str(out / "clips"), "SHOW_RERUN": True})
+    assert not _errors(nb)
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in nb.cells[-1].outputs)
+
+
+def test_view_demo_prediction_and_eval(demo_out, tmp_path):
+    from egom2p.cli import main
+    from egom2p.view import summarize_rrd
+
+    out, results = demo_out
+    assert main(["view", str(out / "predict" / "camera"), "--save", str(tmp_path / "pred.rrd")]) == 0
+    s = summarize_rrd(tmp_path / "pred.rrd")
+    n = (out / "predict" / "camera" / "trajectory.tum.txt").read_text().count("\n") - 1
+    assert s["world/pred/camera"]["frames"] == n and s["world/gt/camera/image"]["frames"] == n
+    assert main(["view", str(out / "eval"), "--save", str(tmp_path / "eval.rrd")]) == 0
+    s = summarize_rrd(tmp_path / "eval.rrd")
+    clips = results["camera"]["num_clips"]
+    assert s["world/gt/camera"]["frames"] == 60 * clips and s["world/pred/camera"]["frames"] == 60 * clips
+    assert s["depth/pred"]["frames"] == 16 * results["depth"]["num_clips"]
 
 
 def test_inspect_tokens_notebook(demo_out):

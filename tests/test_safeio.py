@@ -150,3 +150,13 @@ def test_not_a_tar(tmp_path):
         list(iter_tar_members(tmp_path / "x.tar"))
     with pytest.raises(SourceError, match="not found"):
         safe_extract_tar(tmp_path / "none.tar", tmp_path / "o")
+
+
+def test_load_npy_reads_every_header_version(tmp_path):
+    from egom2p.safeio import load_npy
+
+    for v in ((1, 0), (2, 0), (3, 0)):  # 3.0: utf-8 header
+        p = tmp_path / f"v{v[0]}.npy"
+        with open(p, "wb") as f:
+            np.lib.format.write_array(f, np.arange(6, dtype=np.int32).reshape(2, 3), version=v)
+        assert np.array_equal(load_npy(p), np.arange(6).reshape(2, 3))

@@ -66,3 +66,48 @@ def test_gray_and_crop_resize():
     assert rgb.shape == (3, 40, 60, 3) and np.array_equal(rgb[..., 1], g)
     out = video.center_crop_resize(rgb, 20)
     assert out.shape == (3, 20, 20, 3)
+
+
+@pytest.mark.parametrize("width", [16, 24, 48])
+def test_widths_decord_cannot_read_decode_through_pyav(tmp_path, width):
+    """decord fails on H.264 16, 24 or 48 px wide; the same calls fall back to PyAV for files and bytes."""
+    frames = moving_pattern(12, 32, width)
+    data = video.encode_h264(frames, path=tmp_path / "narrow.mp4")
+    for src in (data, tmp_path / "narrow.mp4"):
+        info = video.probe(src)
+        assert (info.num_frames, info.width, info.height) == (12, width, 32)
+        dec = video.decode(src, [0, 5, 11])
+        assert dec.shape == (3, 32, width, 3)
+        assert psnr(dec, frames[[0, 5, 11]]) > 28
+        assert len(video.frame_timestamps(src)) == 12
+
+
+def test_encoding_and_decoding_run_in_process(tmp_path, monkeypatch):
+    """No ffmpeg command line: encoding, decoding and the 16-bit depth helpers work with subprocesses refused."""
+    import subprocess
+
+    from egom2p.adapters import _sources
+
+    def refuse(*a, **k):
+        raise AssertionError(f"a subprocess was started: {a[:1]}")
+
+    monkeypatch.setattr(subprocess, "run", refuse)
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    frames = moving_pattern(20, 48, 64)
+    writer = video.H264Writer(tmp_path / "stream.mp4", 64, 48, fps=30)
+    for f in frames:
+        writer.write(f)
+    assert writer.close() is None
+    on_disk = (tmp_path / "stream.mp4").read_bytes()
+    assert on_disk.find(b"moov") < on_disk.find(b"mdat")  # +faststart: the index comes first
+    assert psnr(video.decode(tmp_path / "stream.mp4"), frames) > 32
+    mm = (np.random.default_rng(0).random((7, 24, 40)) * 60000).astype(np.uint16)
+    _sources.write_gray16_video(tmp_path / "depth.avi", mm, fps=15)
+    info = _sources.stream_info(tmp_path / "depth.avi")
+    assert (info["num_frames"], info["width"], info["height"], info["fps"]) == (7, 40, 24, 15)
+    assert "16" in info["pix_fmt"]
+    assert np.array_equal(_sources.decode_gray16(tmp_path / "depth.avi", [2, 3, 6], 40, 24), mm[[2, 3, 6]])
+    with pytest.raises(video.VideoError, match="even width and height"):
+        video.H264Writer(None, 63, 48)
+    with pytest.raises(video.VideoError, match=r"frames must be uint8 \[48,64,3\]"):
+        video.H264Writer(None, 64, 48).write(np.zeros((48, 64), np.uint8))

@@ -7,7 +7,6 @@ flow can quarantine the sequence.
 from __future__ import annotations
 
 import json
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -108,56 +107,76 @@ def check_poses(path, c2w: np.ndarray) -> np.ndarray:
 # --- video helpers ---------------------------------------------------------------------------------
 
 
-def ffprobe_stream(path: Path) -> dict:
-    """width, height, nb_frames (counted), fps (Fraction), pix_fmt of the first video stream."""
+def stream_info(path: Path) -> dict:
+    """width, height, num_frames (packets counted), fps (Fraction), pix_fmt of the first video stream (PyAV)."""
+    import av
+
     path = require_file(path, "video")
-    cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_frames", "-show_entries",
-           "stream=width,height,nb_read_frames,r_frame_rate,avg_frame_rate,pix_fmt", "-of", "json", str(path)]
-    proc = subprocess.run(cmd, capture_output=True, check=False)
-    if proc.returncode != 0:
-        raise SourceError(path, f"ffprobe cannot read the video ({proc.stderr.decode(errors='replace')[-200:]})")
     try:
-        s = json.loads(proc.stdout)["streams"][0]
-        rate = s.get("avg_frame_rate") or s["r_frame_rate"]
-        if rate in ("0/0", "", None):
-            rate = s["r_frame_rate"]
-        return {"width": int(s["width"]), "height": int(s["height"]), "num_frames": int(s["nb_read_frames"]),
-                "fps": Fraction(rate), "pix_fmt": s.get("pix_fmt", "")}
-    except (KeyError, IndexError, ValueError, ZeroDivisionError) as e:
-        raise SourceError(path, f"video has no readable video stream ({e})") from e
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                raise SourceError(path, "video has no readable video stream")
+            s = c.streams.video[0]
+            rate = s.average_rate or s.guessed_rate or s.base_rate
+            n = sum(1 for p in c.demux(s) if p.size)
+            info = {"width": int(s.codec_context.width), "height": int(s.codec_context.height), "num_frames": n,
+                    "fps": Fraction(rate) if rate else None, "pix_fmt": s.codec_context.pix_fmt or ""}
+    except (av.FFmpegError, OSError) as e:
+        raise SourceError(path, f"cannot read the video ({type(e).__name__}: {str(e)[:200]})") from e
+    if not info["fps"] or info["width"] <= 0:
+        raise SourceError(path, "video has no readable video stream (no frame rate or size)")
+    return info
 
 
 def decode_gray16(path: Path, indices: np.ndarray, width: int, height: int) -> np.ndarray:
-    """uint16 [k, H, W] of the given frame indices of a 16-bit (gray16le, e.g. FFV1) video, via ffmpeg.
+    """uint16 [k, H, W] of the given frame indices of a 16-bit (gray16le, e.g. FFV1) video (PyAV).
 
-    Only the frames from min(indices) to max(indices) are decoded (windows are contiguous).
+    Only the frames from the first to max(indices) are decoded (windows are contiguous).
     """
+    import av
+
     idx = np.asarray(indices, dtype=np.int64)
     if idx.size == 0:
         return np.zeros((0, height, width), np.uint16)
     lo, hi = int(idx.min()), int(idx.max())
-    cmd = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-vf", f"select='between(n\\,{lo}\\,{hi})'",
-           "-vsync", "0", "-f", "rawvideo", "-pix_fmt", "gray16le", "-threads", "1", "pipe:1"]
-    proc = subprocess.run(cmd, capture_output=True, check=False)
-    if proc.returncode != 0:
-        raise SourceError(path, f"ffmpeg cannot decode the depth video ({proc.stderr.decode(errors='replace')[-200:]})")
-    frame_bytes = width * height * 2
-    got = len(proc.stdout) // frame_bytes
-    if got < hi - lo + 1:
-        raise SourceError(path, f"depth video has fewer frames than asked (frames {lo}..{hi}, decoded {got})")
-    arr = np.frombuffer(proc.stdout[: (hi - lo + 1) * frame_bytes], dtype="<u2").reshape(hi - lo + 1, height, width)
+    frames = []
+    try:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            s.codec_context.thread_count = 1
+            for i, f in enumerate(c.decode(s)):
+                if i > hi:
+                    break
+                if i >= lo:
+                    frames.append(f.to_ndarray(format="gray16le"))
+    except (av.FFmpegError, OSError, IndexError) as e:
+        raise SourceError(path, f"cannot decode the depth video ({type(e).__name__}: {str(e)[:200]})") from e
+    if len(frames) < hi - lo + 1:
+        raise SourceError(path, f"depth video has fewer frames than asked (frames {lo}..{hi}, decoded {len(frames)})")
+    arr = np.stack(frames)
+    if arr.shape[1:] != (height, width):
+        raise SourceError(path, f"depth frames are {arr.shape[2]}x{arr.shape[1]}, expected {width}x{height}")
     return arr[idx - lo]
 
 
 def write_gray16_video(path: Path, depth_mm: np.ndarray, fps: int = 30) -> None:
     """Write uint16 frames [N, H, W] losslessly (FFV1, gray16le) as the official 16-bit depth videos are."""
+    import av
+
     depth_mm = np.ascontiguousarray(depth_mm, dtype="<u2")
     n, h, w = depth_mm.shape
-    cmd = ["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "gray16le", "-s", f"{w}x{h}", "-r", str(fps),
-           "-i", "pipe:0", "-c:v", "ffv1", "-pix_fmt", "gray16le", "-threads", "1", str(path)]
-    proc = subprocess.run(cmd, input=depth_mm.tobytes(), capture_output=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"ffmpeg failed writing {path}: {proc.stderr.decode(errors='replace')[-300:]}")
+    try:
+        with av.open(str(path), mode="w") as c:
+            s = c.add_stream("ffv1", rate=int(fps))
+            s.width, s.height, s.pix_fmt = w, h, "gray16le"
+            s.codec_context.thread_count = 1
+            for f in depth_mm:
+                for packet in s.encode(av.VideoFrame.from_ndarray(f, format="gray16le")):
+                    c.mux(packet)
+            for packet in s.encode():
+                c.mux(packet)
+    except (av.FFmpegError, OSError) as e:
+        raise RuntimeError(f"writing {path} failed: {type(e).__name__}: {str(e)[:300]}") from e
 
 
 def timeline_from_rate(num_src: int, src_fps: float, fps: int = 30) -> tuple[np.ndarray, np.ndarray]:

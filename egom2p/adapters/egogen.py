@@ -115,16 +115,13 @@ class EgoGenAdapter(Adapter):
 
         rgb_format = man.get("rgb_format", "mp4")
         if rgb_format == "mp4":
-            from ..render.layout import decode_mp4_ffmpeg
             from ..video import VideoError, probe
 
-            try:
+            try:  # decord, or PyAV for the sizes decord cannot open
                 info = probe(d / "rgb.mp4")
-                count, size = info.num_frames, (info.width, info.height)
-            except VideoError as e:  # decord cannot open some small sizes; check with ffmpeg instead
-                if not (d / "rgb.mp4").is_file() or (d / "rgb.mp4").stat().st_size == 0:
-                    raise SourceError(d / "rgb.mp4", str(e)) from e
-                count, size = len(decode_mp4_ffmpeg(d / "rgb.mp4", w, h)), (w, h)
+            except VideoError as e:
+                raise SourceError(d / "rgb.mp4", str(e)) from e
+            count, size = info.num_frames, (info.width, info.height)
             if count != n or size != (w, h):
                 raise SourceError(d / "rgb.mp4", f"video has {count} frames of {size[0]}x{size[1]}, "
                                                  f"manifest says {n} of {w}x{h}")

@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import video as vid
 from ..safeio import load_npy
-from ._sources import check_poses, ffprobe_stream, require_file, timeline_from_rate
+from ._sources import check_poses, stream_info, require_file, timeline_from_rate
 from .base import Adapter, RawSequence, SequenceRef, SourceError
 from .taco import DEPTH_SCALE, decode_gray16
 
@@ -108,7 +108,7 @@ class HOI4DAdapter(Adapter):
         src_idx, frame_valid = timeline_from_rate(info.num_frames, info.fps)
         read_depth = None
         if avi.is_file():
-            dinfo = ffprobe_stream(avi)
+            dinfo = stream_info(avi)
             if dinfo["num_frames"] != info.num_frames or (dinfo["width"], dinfo["height"]) != (info.width, info.height):
                 raise SourceError(avi, f"depth video has {dinfo['num_frames']} frames of {dinfo['width']}x"
                                        f"{dinfo['height']}, colour {info.num_frames} of {info.width}x{info.height}")

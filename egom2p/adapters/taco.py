@@ -11,7 +11,7 @@ with spaces and parentheses, sequences like ``20231105_019``)::
 
 Conventions: one extrinsic per video frame (a sequence whose pose and frame counts differ is
 refused with a SourceError naming both counts, as the official processing skips such sequences);
-poses converted with :func:`egom2p.geometry.w2c_to_c2w`; the depth video is decoded with ffmpeg to
+poses converted with :func:`egom2p.geometry.w2c_to_c2w`; the depth video is decoded (FFmpeg via PyAV) to
 uint16 (as the official instructions do: ``ffmpeg ... -pix_fmt gray16le``), depth scale 1000
 (millimetres -> metres), registered to the colour image; 0 = invalid.
 """
@@ -25,7 +25,7 @@ import numpy as np
 from .. import geometry as geo
 from .. import video as vid
 from ..safeio import load_npy
-from ._sources import check_poses, decode_gray16, ffprobe_stream, read_matrix_txt, require_file
+from ._sources import check_poses, decode_gray16, stream_info, read_matrix_txt, require_file
 from .base import Adapter, RawSequence, SequenceRef, SourceError
 
 RGB_DIR = "Egocentric_RGB_Videos"
@@ -61,7 +61,7 @@ def depth_video_reader(avi: Path, num_frames: int, width: int, height: int, scal
 
     def read_depth(idx):
         if "info" not in state:
-            info = ffprobe_stream(require_file(avi, "depth video"))
+            info = stream_info(require_file(avi, "depth video"))
             if info["num_frames"] != num_frames:
                 raise SourceError(avi, f"depth video has {info['num_frames']} frames, colour video {num_frames}")
             if (info["width"], info["height"]) != (width, height):

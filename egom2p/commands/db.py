@@ -2,6 +2,9 @@
 
 ``info`` prints the versions and tags, rows per dataset x modality (a coverage table like the
 paper's Table 1), token counts, tokenizer identities and lineage of the chosen version.
+``import-wds ROOT --out DB`` reads the official EgoM2P release's token shards
+(``ROOT/<modality>/<dataset>/shard-NNNNNN.tar``) into a token DB; ``export-wds DB --out ROOT``
+writes a token DB in that layout (:mod:`egom2p.wds`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ def register(sub) -> None:
     t.add_argument("name")
     t.add_argument("--version", type=int, default=None, help="version to tag (default: latest)")
     t.set_defaults(func=run_tag)
+    _register_wds(dsub)
 
 
 def _version_arg(v):
@@ -103,4 +107,85 @@ def run_tag(args) -> int:
         print(f"egom2p db tag: {e}", file=sys.stderr)
         return 2
     print(f"{args.path}: tag {args.name!r} -> version {v}")
+    return 0
+
+
+# --- the official release's WebDataset shards (egom2p.wds) ------------------------------------------
+
+
+def _register_wds(dsub) -> None:
+    w = dsub.add_parser("import-wds", help="read the official EgoM2P release's token shards into a token DB",
+                        description="Read ROOT/<modality>/<dataset>/[token/]shard-NNNNNN.tar (the official EgoM2P "
+                                    "release's WebDataset token shards) into a token DB with the base registry. "
+                                    "Samples missing a modality of their dataset are skipped and reported; a "
+                                    "misaligned or unsafe shard is reported and not imported.")
+    w.add_argument("root", help="shard root: <root>/{rgb,depth,gaze,cam}/<dataset>/[token/]shard-NNNNNN.tar")
+    w.add_argument("--out", required=True, help="token DB to create or append to (tokens/NAME.lance)")
+    w.add_argument("--split", default="train", help="split of the imported clips (default train; the release "
+                                                    "keeps validation shards under another root)")
+    w.add_argument("--datasets", nargs="+", default=None, help="only these dataset folders")
+    w.add_argument("--modalities", nargs="+", default=None, choices=MODALITIES, help="only these modalities")
+    w.add_argument("--report", default=None, help="full report as JSON (default: <out without .lance>.import.json)")
+    w.add_argument("--strict", action="store_true", help="exit 1 when anything was skipped or refused")
+    w.set_defaults(func=run_import_wds)
+    e = dsub.add_parser("export-wds", help="write a token DB as the official release's token shards",
+                        description="Write OUT/<modality>/<dataset>/shard-NNNNNN.tar (one <key>.npz per clip, "
+                                    "arr_0 = token ids) from a base-registry token DB, the same keys in the same "
+                                    "order in every modality of a dataset, plus OUT/egom2p-wds.json (clip ids).")
+    e.add_argument("path", help="token DB (tokens/NAME.lance)")
+    e.add_argument("--out", required=True, help="output root (must not exist or be empty)")
+    e.add_argument("--version", default=None, help="Lance version number or tag (default: latest)")
+    e.add_argument("--datasets", nargs="+", default=None, help="only these datasets")
+    e.add_argument("--modalities", nargs="+", default=None, choices=MODALITIES, help="only these modalities")
+    e.add_argument("--split", default=None, help="only clips of this split (default: all)")
+    e.add_argument("--shard-size", type=int, default=1000, help="samples per tar (default 1000, as the release)")
+    e.set_defaults(func=run_export_wds)
+
+
+def _print_wds_report(report, what: str, limit: int = 20) -> None:
+    for ds in sorted(report.samples):
+        print(f"  {ds:<16} {report.samples[ds]:>8} samples in {report.shards.get(ds, 0)} shard(s)")
+    if report.issues:
+        counts = report.to_dict()["counts"]
+        print(f"{what}: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items()))
+        for issue in report.issues[:limit]:
+            print(f"  {issue.line()}")
+        if len(report.issues) > limit:
+            print(f"  ... {len(report.issues) - limit} more (see the report file)")
+
+
+def run_import_wds(args) -> int:
+    from pathlib import Path
+
+    from ..tokendb import TokenDBError
+    from ..wds import WdsError, import_shards
+
+    try:
+        report = import_shards(args.root, args.out, split=args.split, datasets=args.datasets,
+                               modalities=args.modalities)
+    except (WdsError, TokenDBError, ValueError) as e:
+        print(f"egom2p db import-wds: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    rpath = Path(args.report) if args.report else out.with_name(out.name.removesuffix(".lance") + ".import.json")
+    rpath.write_text(json.dumps(report.to_dict(), indent=1))
+    total = sum(report.samples.values())
+    versions = ", ".join(map(str, report.db_versions)) or "none (nothing new)"
+    print(f"{args.root} -> {args.out}: {total} samples imported (DB version {versions}); report {rpath}")
+    _print_wds_report(report, "reported and skipped")
+    return 1 if args.strict and report.issues else 0
+
+
+def run_export_wds(args) -> int:
+    from ..tokendb import TokenDBError
+    from ..wds import WdsError, export_shards
+
+    try:
+        report = export_shards(args.path, args.out, version=_version_arg(args.version), datasets=args.datasets,
+                               modalities=args.modalities, split=args.split, shard_size=args.shard_size)
+    except (WdsError, TokenDBError) as e:
+        print(f"egom2p db export-wds: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.path} -> {args.out}: {sum(report.samples.values())} samples")
+    _print_wds_report(report, "skipped")
     return 0

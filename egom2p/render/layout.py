@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -116,30 +115,16 @@ def check_output_dir(out: Path, record: dict) -> None:
                                          "not writing a render into it")
 
 
-class _Mp4Writer:
-    """Streams RGB frames into ffmpeg (H.264, yuv420p, 30 FPS) while rendering."""
+def _mp4_writer(path: Path, width: int, height: int, fps: int):
+    """Streams RGB frames into H.264 (yuv420p, CRF 17, PyAV in this process) while rendering."""
+    from ..video import H264Writer, VideoError
 
-    def __init__(self, path: Path, width: int, height: int, fps: int, crf: int = 17):
-        if width % 2 or height % 2:
-            raise ValueError(f"mp4 needs even width and height, got {width}x{height}; use rgb_format='png'")
-        self.path = path
-        cmd = ["ffmpeg", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
-               "-r", str(fps), "-i", "pipe:0", "-c:v", "libx264", "-preset", "ultrafast", "-crf", str(crf),
-               "-pix_fmt", "yuv420p", "-threads", "1", "-movflags", "+faststart", str(path)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-
-    def write(self, frame: np.ndarray) -> None:
-        self.proc.stdin.write(np.ascontiguousarray(frame).tobytes())
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        err = self.proc.stderr.read().decode(errors="replace")
-        if self.proc.wait() != 0:
-            raise RenderLayoutError(self.path, f"ffmpeg failed: {err[-300:]}")
-
-    def abort(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+    if width % 2 or height % 2:
+        raise ValueError(f"mp4 needs even width and height, got {width}x{height}; use rgb_format='png'")
+    try:
+        return H264Writer(path, width, height, fps=fps, crf=17, preset="ultrafast")
+    except VideoError as e:
+        raise RenderLayoutError(path, str(e)) from e
 
 
 class _PngWriter:
@@ -191,7 +176,7 @@ def write_sequence(out: Path, config: RenderConfig, seed: int, index: int, scene
         n, h, w = len(T), config.height, config.width
         renderer = Renderer(scene, w, h, K, nthreads=config.nthreads)
         depth = np.lib.format.open_memmap(partial / "depth.npy", mode="w+", dtype=np.float32, shape=(n, h, w))
-        writer = _Mp4Writer(partial / "rgb.mp4", w, h, config.fps) if rgb_format == "mp4" else _PngWriter(partial / "rgb")
+        writer = _mp4_writer(partial / "rgb.mp4", w, h, config.fps) if rgb_format == "mp4" else _PngWriter(partial / "rgb")
         for i in range(n):
             rgb, depth[i] = renderer.render(T[i])
             writer.write(rgb)
@@ -389,22 +374,7 @@ def read_rgb(seq_dir: Path, manifest: dict, indices) -> np.ndarray:
         return np.stack(out) if out else np.zeros((0, manifest["height"], manifest["width"], 3), np.uint8)
     from ..video import VideoError, decode
 
-    try:
+    try:  # decord, or PyAV where decord cannot read the size (16, 24, 48 px wide)
         return decode(seq_dir / "rgb.mp4", idx)
-    except VideoError as e:  # decord fails on some small frame sizes (e.g. 16, 24, 48 px wide): use ffmpeg
-        frames = decode_mp4_ffmpeg(seq_dir / "rgb.mp4", manifest["width"], manifest["height"])
-        if idx.size and (idx.min() < 0 or idx.max() >= len(frames)):
-            raise RenderLayoutError(seq_dir / "rgb.mp4", f"frame index out of range [0, {len(frames)})") from e
-        return frames[idx]
-
-
-def decode_mp4_ffmpeg(path: Path, width: int, height: int) -> np.ndarray:
-    """All frames of a video as uint8 RGB [N, H, W, 3] through an ffmpeg pipe (fallback decoder)."""
-    cmd = ["ffmpeg", "-loglevel", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-    proc = subprocess.run(cmd, capture_output=True, check=False)
-    if proc.returncode != 0:
-        raise RenderLayoutError(path, f"cannot decode video: {proc.stderr.decode(errors='replace')[-300:]}")
-    frame = width * height * 3
-    if len(proc.stdout) % frame:
-        raise RenderLayoutError(path, f"decoded {len(proc.stdout)} bytes, not a multiple of {width}x{height}x3")
-    return np.frombuffer(proc.stdout, np.uint8).reshape(-1, height, width, 3).copy()
+    except VideoError as e:
+        raise RenderLayoutError(seq_dir / "rgb.mp4", str(e)) from e
