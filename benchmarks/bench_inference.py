@@ -2,7 +2,7 @@
 
     python benchmarks/bench_inference.py
 
-For each task (camera, gaze, depth, rgb-from-depth) it times the real task path
+For each task of the task table (egom2p.tasks.TASKS: camera, gaze, depth, rgb-from-depth) it times the real task path
 (egom2p.tasks.TaskRunner.run: tokenize -> generate with the official preset -> detokenize) at batch
 size 1, and, as the baseline measured in the same run, the tokenizer encode of the task's input
 alone (the floor any tokenized method pays). Prints per task: total, generate, baseline encode and
@@ -30,7 +30,7 @@ from check_inference import PAPER_S, build, synthetic_clip  # noqa: E402
 
 def main() -> int:
     torch.set_num_threads(2)
-    from egom2p.tasks import Timing, get_task
+    from egom2p.tasks import TASKS, Timing
 
     runner, model = build(smoke=True, device="cpu")
     S = runner.image_size()
@@ -39,8 +39,7 @@ def main() -> int:
     print(f"tiny model ({model.num_params() / 1e6:.2f} M params), tiny registry ({S}x{S} video), CPU, batch 1, "
           f"median of {reps}")
     print(f"{'task':<8}{'total s/seq':>13}{'generate':>10}{'baseline: encode':>18}{'ratio':>8}{'paper (GPU, base)':>20}")
-    for task in ("camera", "gaze", "depth", "rgb"):
-        spec = get_task(task)
+    for task, spec in TASKS.items():  # every task of the task table
         inputs = {m: synthetic_clip(S)[m] for m in spec.inputs}
         runner.run(spec, inputs, batch_size=1)  # warm-up
         totals, gens, encs = [], [], []

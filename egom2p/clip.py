@@ -11,6 +11,10 @@ A :class:`Clip` is what curation produces and tokenization consumes. Conventions
                                [-0.2, 1.2] must be marked invalid
 * cam   float32 [60, 4, 4]     camera-to-world, OpenCV axes, metres, frame 0 = identity
 
+``depth_raw_valid`` (bool [60, H, W], optional) marks, for depth that an annotator cleaned (the
+``sensor`` annotator fills holes and inpaints), the pixels that are real sensor returns; evaluation
+scores only those. None means every valid depth pixel is a measurement (rendered depth).
+
 Missing modalities are ``None``, never zeros.
 """
 
@@ -55,6 +59,7 @@ class Clip:
     cam: np.ndarray | None = None
     depth_source: str | None = None
     depth_range: np.ndarray | None = None  # (min, max) inverse depth in 1/m; None if affine-invariant
+    depth_raw_valid: np.ndarray | None = None  # [60, H, W] bool: real sensor returns (None: all valid pixels are)
     frame_valid: np.ndarray | None = None  # [60] bool: False where the source frame was missing
     gaze_valid: np.ndarray | None = None  # [60] bool; derived from NaN rows when not given
     is_gray: bool = False  # rgb replicated from a gray stream
@@ -131,8 +136,14 @@ class Clip:
                     fail(f"depth_range must be (min, max) inverse depth with 0 <= min <= max, got {dr}")
             elif self.depth_source in ("sensor", "render"):
                 fail(f"metric depth ({self.depth_source}) needs depth_range to recover metric depth")
-        elif self.depth_source is not None or self.depth_range is not None:
-            fail("depth_source/depth_range set but depth is missing")
+            if self.depth_raw_valid is not None:
+                rv = np.asarray(self.depth_raw_valid)
+                if rv.dtype != bool or rv.shape != d.shape:
+                    fail(f"depth_raw_valid must be bool {list(d.shape)}, got {rv.dtype} {rv.shape}")
+                if np.any(rv & ~np.isfinite(d)):
+                    fail("depth_raw_valid marks pixels whose depth is invalid (NaN)")
+        elif self.depth_source is not None or self.depth_range is not None or self.depth_raw_valid is not None:
+            fail("depth_source/depth_range/depth_raw_valid set but depth is missing")
 
         if self.gaze is not None:
             g = self.gaze

@@ -9,6 +9,9 @@ Storage layout of a row (schema :data:`CLIPS_SCHEMA`, format :data:`CLIPS_FORMAT
   Zarr store) so a row is written atomically with all its modalities: an interrupted write never
   leaves depth without its clip or the other way round;
 * ``gaze`` and ``cam``: float32 fixed-size lists (bit-exact round trip); masks as bool lists;
+* ``depth_raw_valid``: the raw-valid mask of cleaned sensor depth (bool [60, H, W], bit-packed and
+  Blosc-compressed), null when every valid depth pixel is a measurement. Optional: tables written
+  before it existed read as null, and appends to them leave it out;
 * ``provenance``: JSON text.
 
 Writes go through :mod:`egom2p.tables` (atomic creation; exactly-once inserts by ``clip_id``, the
@@ -57,6 +60,7 @@ CLIPS_SCHEMA = pa.schema(
         pa.field("depth_f16", pa.large_binary()),
         pa.field("depth_source", pa.string()),
         pa.field("depth_range", pa.list_(pa.float32(), 2)),
+        pa.field("depth_raw_valid", pa.large_binary()),
         pa.field("gaze", pa.list_(pa.float32(), CLIP_FRAMES * 2)),
         pa.field("gaze_valid", pa.list_(pa.bool_(), CLIP_FRAMES)),
         pa.field("cam", pa.list_(pa.float32(), CLIP_FRAMES * 16)),
@@ -64,6 +68,9 @@ CLIPS_SCHEMA = pa.schema(
     ],
     metadata={_META_FORMAT: CLIPS_FORMAT.encode(), _META_CLIP: json.dumps(CLIP_CONSTANTS).encode()},
 )
+
+#: Columns added after format 1 was first written: a table without them still reads (as null).
+OPTIONAL_COLUMNS = ("depth_raw_valid",)
 
 #: Columns without the large arrays: cheap to scan for indexes, counts and coverage.
 INDEX_COLUMNS = [
@@ -90,6 +97,16 @@ def decode_depth(blob: bytes, n: int, h: int, w: int) -> np.ndarray:
     return arr.reshape(n, h, w).astype(np.float32)
 
 
+def encode_mask(mask: np.ndarray) -> bytes:
+    """A bool array -> bit-packed, Blosc-compressed bytes (the shape is known to the reader)."""
+    return bytes(_codec().encode(np.packbits(np.ascontiguousarray(mask, dtype=bool).reshape(-1))))
+
+
+def decode_mask(blob: bytes, n: int, h: int, w: int) -> np.ndarray:
+    bits = np.frombuffer(_codec().decode(blob), dtype=np.uint8)
+    return np.unpackbits(bits, count=n * h * w).astype(bool).reshape(n, h, w)
+
+
 def clip_to_row(clip: Clip) -> dict:
     """Validate a clip and turn it into a row of :data:`CLIPS_SCHEMA` (encodes RGB and depth)."""
     clip.validate()
@@ -112,6 +129,7 @@ def clip_to_row(clip: Clip) -> dict:
         "depth_f16": encode_depth(clip.depth) if clip.depth is not None else None,
         "depth_source": clip.depth_source,
         "depth_range": [float(v) for v in clip.depth_range] if clip.depth_range is not None else None,
+        "depth_raw_valid": encode_mask(clip.depth_raw_valid) if clip.depth_raw_valid is not None else None,
         "gaze": clip.gaze.reshape(-1).tolist() if clip.gaze is not None else None,
         "gaze_valid": [bool(v) for v in clip.gaze_valid] if clip.gaze is not None else None,
         "cam": clip.cam.reshape(-1).tolist() if clip.cam is not None else None,
@@ -126,9 +144,11 @@ def row_to_clip(row: dict, decode_rgb: bool = True, decode_depth_: bool = True) 
         rgb = decode(row["rgb_mp4"])
         if rgb.shape != (n, h, w, 3):
             raise ClipsTableError(f"clip {row['clip_id']}: decoded RGB has shape {rgb.shape}, expected {(n, h, w, 3)}")
-    depth = None
+    depth = raw_valid = None
     if decode_depth_ and row.get("depth_f16") is not None:
         depth = decode_depth(row["depth_f16"], n, h, w)
+        if row.get("depth_raw_valid") is not None:
+            raw_valid = decode_mask(row["depth_raw_valid"], n, h, w)
     gaze = np.asarray(row["gaze"], dtype=np.float32).reshape(n, 2) if row.get("gaze") is not None else None
     cam = np.asarray(row["cam"], dtype=np.float32).reshape(n, 4, 4) if row.get("cam") is not None else None
     return Clip(
@@ -147,6 +167,7 @@ def row_to_clip(row: dict, decode_rgb: bool = True, decode_depth_: bool = True) 
         cam=cam,
         depth_source=row.get("depth_source"),
         depth_range=np.asarray(row["depth_range"], dtype=np.float64) if row.get("depth_range") is not None else None,
+        depth_raw_valid=raw_valid,
         frame_valid=np.asarray(row["frame_valid"], dtype=bool),
         gaze_valid=np.asarray(row["gaze_valid"], dtype=bool) if row.get("gaze_valid") is not None else None,
         is_gray=bool(row["is_gray"]),
@@ -177,7 +198,7 @@ def check_clips_schema(schema: pa.Schema, path: str = "") -> None:
     consts = json.loads(meta.get(_META_CLIP, b"{}"))
     if consts != CLIP_CONSTANTS:
         raise ClipsTableError(f"{path}: clips table was written with clip constants {consts}, this code uses {CLIP_CONSTANTS}")
-    missing = [f.name for f in CLIPS_SCHEMA if f.name not in schema.names]
+    missing = [f.name for f in CLIPS_SCHEMA if f.name not in schema.names and f.name not in OPTIONAL_COLUMNS]
     if missing:
         raise ClipsTableError(f"{path}: clips table lacks columns {missing}")
 
@@ -228,8 +249,10 @@ def insert_table(path, table: pa.Table, options: dict | None = None) -> tables.I
     (a Ray worker in a pipeline, after :func:`create_table` on the driver).
     """
     path = os.fspath(path)
+    table = _conform(path, table)
     try:
-        return tables.insert_new(path, _conform(path, table), options=options)
+        table = fit_to_table(table, tables.open_table(path, options=options).schema, path)
+        return tables.insert_new(path, table, options=options)
     except tables.TableError as e:
         raise ClipsTableError(str(e)) from e
 
@@ -261,6 +284,17 @@ def write_rows(path, rows: list[dict], options: dict | None = None) -> int:
     if not rows:
         return 0
     return write_table(path, rows_to_table(rows), options).rows
+
+
+def fit_to_table(table: pa.Table, schema: pa.Schema, path: str = "") -> pa.Table:
+    """Rows for inserting into an existing table: optional columns it lacks are left out when they are all null."""
+    for name in OPTIONAL_COLUMNS:
+        if name not in schema.names and name in table.column_names:
+            if table.column(name).null_count != table.num_rows:
+                raise ClipsTableError(f"{path}: this clips table was written without the {name} column and the new "
+                                      f"clips have it; curate into a new table to keep it")
+            table = table.drop_columns([name])
+    return table
 
 
 def write_clips(path, clips: Iterable[Clip], options: dict | None = None) -> int:
@@ -300,7 +334,9 @@ def read_clips(path, dataset: str | None = None, ids: Iterable[str] | None = Non
                options: dict | None = None) -> Iterator[Clip]:
     """Iterate over the clips of a table (optionally one dataset, some ids, an older Lance version)."""
     ds = open_clips(path, version=version, options=options)
-    columns = [f.name for f in CLIPS_SCHEMA]
+    columns = [f.name for f in CLIPS_SCHEMA if f.name in ds.schema.names]
+    if not decode_depth:
+        columns = [c for c in columns if c != "depth_raw_valid"]
     if not decode_rgb:
         columns.remove("rgb_mp4")
     if not decode_depth:

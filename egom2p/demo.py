@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 
 @dataclass
 class DemoConfig:
@@ -72,8 +74,9 @@ def run_demo(cfg: DemoConfig) -> dict:
         print(f"\n[demo] model run exists ({run_dir}), skipped")
 
     held_out = _first_val_sequence(raw)
+    gt = _ground_truth_tum(held_out, pred / "camera_gt.tum")
     _run(["predict", "camera", "--ckpt", str(run_dir), "--tokenizers", str(toks), "--video", str(held_out / "rgb.mp4"),
-          "--out", str(pred / "camera")])
+          "--out", str(pred / "camera"), "--gt", str(gt)])
     results = {}
     for task in ("camera", "gaze", "depth", "rgb"):
         _run(["eval", task, "--ckpt", str(run_dir), "--tokenizers", str(toks), "--clips", str(table), "--split", "val",
@@ -96,6 +99,21 @@ def run_demo(cfg: DemoConfig) -> dict:
   notebooks          : notebooks/inspect_clips.ipynb, inspect_tokens.ipynb, predictions.ipynb (defaults point here)
   Prefect UI         : http://127.0.0.1:4200 if you started a server (scripts/prefect_local.sh)""")
     return results
+
+
+def _ground_truth_tum(sequence: Path, path: Path) -> Path:
+    """The rendered sequence's camera trajectory (OpenCV axes, relative to its first frame) as a TUM file."""
+    from .adapters import get_adapter
+    from .geometry import relative_to_first
+    from .modalities import CLIP_FPS
+    from .tasks import write_tum
+
+    adapter = get_adapter("egogen")
+    ref = next(r for r in adapter.discover(sequence.parent) if Path(r.path) == sequence)
+    c2w = adapter.load(ref).c2w
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_tum(path, np.arange(len(c2w)) / CLIP_FPS, relative_to_first(c2w))
+    return path
 
 
 def _first_val_sequence(raw: Path) -> Path:

@@ -22,11 +22,19 @@ Video depth: AbsRel and delta < 1.25 after a **sequence-level** scale-and-shift 
 depth up to an unknown affine map, so the least-squares fit is done in inverse depth (disparity)
 space, where that ambiguity lives; fitting in depth space would assume an affine ambiguity that the
 prediction does not have. ``space="depth"`` fits in depth space for affine-invariant *depth*
-predictions. The aligned inverse depth is clamped below at 1 / (largest reference depth) before it
-is inverted, so no aligned depth is negative or beyond the farthest valid reference depth.
+predictions. The aligned depth is limited to the evaluation's fixed depth range
+(:data:`DEPTH_EVAL_RANGE_M`, the same for every clip): no clamp is derived from the ground truth of
+the clip being scored, so a prediction that lands beyond the farthest true depth pays for it.
 
 Video synthesis: PSNR and SSIM (torchmetrics, data range 1 on [0, 1] frames), LPIPS and FVD
 (:mod:`egom2p.perceptual`, real networks read from a local weights directory).
+
+Tokens: :func:`codebook_stats` (fraction of codes used, perplexity).
+
+This is the one metrics library of the project: tokenizer evaluation (``egom2p tokenizer train``),
+model evaluation (``egom2p eval``, through the task table :mod:`egom2p.tasks`), the notebooks and
+the benchmarks all call these functions with the same settings (:data:`DEFAULT_ALIGNMENT`), so a
+tokenizer's round-trip numbers are the ceiling of the model's numbers on the same table.
 """
 
 from __future__ import annotations
@@ -39,7 +47,12 @@ from .geometry import invert_se3 as _inv
 from .geometry import rotation_angle_deg
 
 ALIGNMENTS = ("none", "se3", "sim3")
+DEFAULT_ALIGNMENT = "sim3"  # camera metrics everywhere (eval tables, tokenizer evaluation, notebooks)
 DEPTH_ALIGN_SPACES = ("inverse", "depth")
+# Depth range (metres) aligned predictions are limited to: a fixed evaluation setting, never taken
+# from the ground truth of the clip being scored (the far end is that of common indoor/outdoor
+# benchmarks' evaluation caps; the sensor annotator keeps returns up to 10 m).
+DEPTH_EVAL_RANGE_M = (1e-3, 80.0)
 
 # --- camera -------------------------------------------------------------------------------------
 
@@ -128,6 +141,30 @@ def camera_errors(est: np.ndarray, ref: np.ndarray, alignment: str = "sim3", del
     return CameraErrors(ate=ate, rte=rte, rre=rre, alignment=alignment, scale=float(tf["s"]))
 
 
+def trajectory_errors(est: np.ndarray, ref: np.ndarray, alignment: str = DEFAULT_ALIGNMENT) -> CameraErrors:
+    """:func:`camera_errors` for any estimate, including one without motion.
+
+    An estimate whose positions are all equal (a static camera, or a model that predicts no motion)
+    cannot be aligned by Umeyama; the best similarity (or rigid) transform of one repeated point is
+    the translation to the reference centroid, so under SE(3)/Sim(3) it is placed there (ATE = RMS
+    distance of the reference positions from their centroid); with no alignment it stays where it is.
+    """
+    est = _check_traj(est, "estimate")
+    ref = _check_traj(ref, "reference")
+    pos = est[:, :3, 3]
+    if alignment == "none" or np.ptp(pos, axis=0).max() > 1e-12:
+        try:
+            return camera_errors(est, ref, alignment)
+        except ValueError as e:
+            if "degenerate" not in str(e):
+                raise
+    fixed = est.copy()
+    if alignment != "none":
+        fixed[:, :3, 3] = ref[:, :3, 3].mean(0)
+    e = camera_errors(fixed, ref, "none")
+    return CameraErrors(ate=e.ate, rte=e.rte, rre=e.rre, alignment=alignment, scale=1.0)
+
+
 # --- gaze ---------------------------------------------------------------------------------------
 
 
@@ -146,11 +183,6 @@ def gaze_mse(est: np.ndarray, ref: np.ndarray) -> tuple[float, int]:
     if n == 0:
         return float("nan"), 0
     return float(np.mean((est[valid] - ref[valid]) ** 2)), n
-
-
-def center_prior_gaze(num_frames: int) -> np.ndarray:
-    """The centre-prior baseline: gaze at the image centre (0.5, 0.5) in every frame, [N, 2]."""
-    return np.full((num_frames, 2), 0.5, dtype=np.float32)
 
 
 # --- depth --------------------------------------------------------------------------------------
@@ -178,13 +210,23 @@ def fit_scale_shift(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]
     return float(s), float(t)
 
 
+def _depth_mask(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    m = np.isfinite(gt) & (gt > 0) & np.isfinite(pred)
+    if valid is not None:
+        m &= np.asarray(valid, dtype=bool)
+    return m
+
+
 def align_depth(pred: np.ndarray, gt_depth: np.ndarray, valid: np.ndarray | None = None,
-                space: str = "inverse") -> tuple[np.ndarray, float, float]:
+                space: str = "inverse", depth_range=DEPTH_EVAL_RANGE_M) -> tuple[np.ndarray, float, float]:
     """Sequence-level scale-and-shift alignment of a prediction to metric reference depth.
 
     ``pred`` [T, H, W] is (normalised) inverse depth for ``space="inverse"`` and depth for
-    ``space="depth"``; ``gt_depth`` [T, H, W] is depth in metres (0/NaN invalid). Returns
-    (aligned depth in metres [T, H, W], scale, shift).
+    ``space="depth"``; ``gt_depth`` [T, H, W] is depth in metres (0/NaN invalid); ``valid`` limits
+    the pixels used (e.g. the sensor's raw returns). Returns (aligned depth in metres [T, H, W],
+    scale, shift). The aligned depth is limited to ``depth_range`` (metres), a fixed evaluation
+    setting: in inverse space, aligned inverse depth below 1 / far (including zero or negative: at
+    or behind infinity) becomes the far limit.
     """
     if space not in DEPTH_ALIGN_SPACES:
         raise ValueError(f"space must be one of {DEPTH_ALIGN_SPACES}, got {space!r}")
@@ -192,30 +234,25 @@ def align_depth(pred: np.ndarray, gt_depth: np.ndarray, valid: np.ndarray | None
     gt = np.asarray(gt_depth, dtype=np.float64)
     if pred.shape != gt.shape:
         raise ValueError(f"prediction {pred.shape} and reference {gt.shape} differ in shape")
-    m = np.isfinite(gt) & (gt > 0) & np.isfinite(pred)
-    if valid is not None:
-        m &= np.asarray(valid, dtype=bool)
+    m = _depth_mask(pred, gt, valid)
     if m.sum() < 2:
         raise ValueError("depth alignment needs at least 2 valid pixels")
-    max_depth = gt[m].max()
+    near, far = (float(v) for v in depth_range)
     if space == "inverse":
         s, t = fit_scale_shift(pred[m], 1.0 / gt[m])
-        inv = np.maximum(s * pred + t, 1.0 / max_depth)
-        aligned = 1.0 / inv
+        aligned = 1.0 / np.clip(s * pred + t, 1.0 / far, 1.0 / near)
     else:
         s, t = fit_scale_shift(pred[m], gt[m])
-        aligned = np.clip(s * pred + t, 1e-6, max_depth)
+        aligned = np.clip(s * pred + t, near, far)
     return aligned, s, t
 
 
 def depth_errors(pred: np.ndarray, gt_depth: np.ndarray, valid: np.ndarray | None = None,
-                 space: str = "inverse") -> DepthErrors:
+                 space: str = "inverse", depth_range=DEPTH_EVAL_RANGE_M) -> DepthErrors:
     """AbsRel and delta<1.25 of a depth video after sequence-level scale-and-shift alignment."""
-    aligned, s, t = align_depth(pred, gt_depth, valid, space)
+    aligned, s, t = align_depth(pred, gt_depth, valid, space, depth_range)
     gt = np.asarray(gt_depth, dtype=np.float64)
-    m = np.isfinite(gt) & (gt > 0) & np.isfinite(np.asarray(pred, dtype=np.float64))
-    if valid is not None:
-        m &= np.asarray(valid, dtype=bool)
+    m = _depth_mask(np.asarray(pred, dtype=np.float64), gt, valid)
     a, g = aligned[m], gt[m]
     abs_rel = float(np.mean(np.abs(a - g) / g))
     delta1 = float(np.mean(np.maximum(a / g, g / a) < 1.25))
@@ -237,35 +274,56 @@ def normalized_inverse_to_depth(norm_inv: np.ndarray, depth_range) -> np.ndarray
 # --- video synthesis ----------------------------------------------------------------------------
 
 
-def _video_to_torch(v: np.ndarray):
-    """uint8 [T, H, W, 3] (or [B, T, H, W, 3]) -> float [N, 3, H, W] in [0, 1]."""
+def _frames_to_torch(v: np.ndarray, data_range: float | None):
+    """Frames -> (float [N, C, H, W] scaled to [0, 1], 1.0).
+
+    uint8 colour videos [..., H, W, 3] are divided by 255; float frames [..., H, W] (one channel,
+    e.g. normalised inverse depth) or [..., H, W, 3] are divided by ``data_range`` (default 1).
+    """
     import torch
 
     v = np.asarray(v)
-    if v.dtype != np.uint8:
-        raise ValueError(f"videos must be uint8 [..., H, W, 3], got {v.dtype}")
-    x = torch.from_numpy(np.ascontiguousarray(v.reshape(-1, *v.shape[-3:]))).float() / 255.0
+    if v.dtype == np.uint8:
+        if v.shape[-1] != 3:
+            raise ValueError(f"uint8 videos must be [..., H, W, 3], got {v.shape}")
+        scale = 255.0 if data_range is None else float(data_range)
+    elif np.issubdtype(v.dtype, np.floating):
+        scale = 1.0 if data_range is None else float(data_range)
+        if v.shape[-1] != 3:
+            v = v[..., None]
+    else:
+        raise ValueError(f"videos must be uint8 [..., H, W, 3] or float [..., H, W], got {v.dtype}")
+    x = torch.from_numpy(np.ascontiguousarray(v.reshape(-1, *v.shape[-3:]), dtype=np.float32)) / scale
     return x.permute(0, 3, 1, 2)
 
 
-def psnr(est: np.ndarray, ref: np.ndarray) -> float:
-    """PSNR (dB) of uint8 videos [..., H, W, 3] with data range 1 (torchmetrics), averaged over frames."""
-    from torchmetrics.functional.image import peak_signal_noise_ratio
-
-    a, b = _video_to_torch(est), _video_to_torch(ref)
+def _pair(est, ref, data_range):
+    a, b = _frames_to_torch(est, data_range), _frames_to_torch(ref, data_range)
     if a.shape != b.shape:
         raise ValueError(f"videos differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
+    return a, b
+
+
+def psnr(est: np.ndarray, ref: np.ndarray, data_range: float | None = None) -> float:
+    """PSNR (dB) per frame, averaged over frames (torchmetrics, data range 1 after scaling to [0, 1]).
+
+    uint8 colour videos [..., H, W, 3] (the rgb task) or float frames [..., H, W] in
+    [0, ``data_range``] (e.g. normalised inverse depth).
+    """
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    a, b = _pair(est, ref, data_range)
     vals = peak_signal_noise_ratio(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3))
     return float(vals.mean())
 
 
-def ssim(est: np.ndarray, ref: np.ndarray) -> float:
-    """SSIM of uint8 videos [..., H, W, 3] (torchmetrics, Gaussian 11x11, data range 1), mean over frames."""
+def ssim(est: np.ndarray, ref: np.ndarray, data_range: float | None = None) -> float:
+    """SSIM of videos (torchmetrics, Gaussian 11x11, data range 1 after scaling), mean over frames.
+
+    Inputs as :func:`psnr`."""
     from torchmetrics.functional.image import structural_similarity_index_measure
 
-    a, b = _video_to_torch(est), _video_to_torch(ref)
-    if a.shape != b.shape:
-        raise ValueError(f"videos differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
+    a, b = _pair(est, ref, data_range)
     return float(structural_similarity_index_measure(a, b, data_range=1.0))
 
 
@@ -290,47 +348,17 @@ def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(0), np.cov(f, rowvar=False)
 
 
-# --- baselines ----------------------------------------------------------------------------------
+# --- tokens -------------------------------------------------------------------------------------
 
 
-def static_pose_baseline(num_frames: int) -> np.ndarray:
-    """Camera baseline: the camera never moves (identity poses), [N, 4, 4].
-
-    Under Sim(3) alignment a static trajectory cannot be aligned (all positions equal); the ATE of
-    that case is the RMS distance of the reference positions from their mean (the best constant
-    position), computed by :func:`camera_errors_static`.
-    """
-    return np.tile(np.eye(4), (num_frames, 1, 1))
-
-
-def constant_velocity_baseline(ref_first: np.ndarray, num_frames: int) -> np.ndarray:
-    """Camera baseline: continue the motion between the first two reference poses for every frame.
-
-    ``ref_first`` [2, 4, 4] are the first two poses (as a tracker initialised on two frames would
-    know); the relative motion inv(T0) T1 is repeated: T_i = T0 (inv(T0) T1)^i.
-    """
-    T0, T1 = np.asarray(ref_first, dtype=np.float64)[:2]
-    step = _inv(T0) @ T1
-    out = np.empty((num_frames, 4, 4))
-    cur = T0.copy()
-    for i in range(num_frames):
-        out[i] = cur
-        cur = cur @ step
-    return out
-
-
-def camera_errors_static(ref: np.ndarray, alignment: str = "sim3") -> CameraErrors:
-    """Errors of the static-pose baseline; handles the degenerate alignment of constant positions.
-
-    The best similarity (or rigid) transform of a single repeated point is the translation to the
-    reference centroid, so ATE = RMS distance of reference positions to their centroid; with no
-    alignment the static camera sits at the first pose. RTE/RRE are the RMS relative motions.
-    """
-    ref = _check_traj(ref, "reference")
-    est = static_pose_baseline(len(ref))
-    est[:] = ref[0]
-    if alignment == "none":
-        return camera_errors(est, ref, "none")
-    est[:, :3, 3] = ref[:, :3, 3].mean(0)  # the optimal aligned position of a constant trajectory
-    e = camera_errors(est, ref, "none")
-    return CameraErrors(ate=e.ate, rte=e.rte, rre=e.rre, alignment=alignment, scale=1.0)
+def codebook_stats(tokens: np.ndarray, vocab: int) -> dict:
+    """Codebook use of token ids: ``codes_used``, ``codebook_usage`` (fraction of the ``vocab`` codes
+    that occur) and ``perplexity`` (exp of the entropy of the code histogram; ``vocab`` at most)."""
+    t = np.asarray(tokens).reshape(-1).astype(np.int64)
+    if t.size and (t.min() < 0 or t.max() >= vocab):
+        raise ValueError(f"token ids outside [0, {vocab})")
+    counts = np.bincount(t, minlength=vocab).astype(np.float64)
+    p = counts / max(1.0, counts.sum())
+    nz = p[p > 0]
+    return {"codes_used": int((counts > 0).sum()), "codebook_usage": float((counts > 0).mean()),
+            "perplexity": float(np.exp(-(nz * np.log(nz)).sum())) if nz.size else 0.0}

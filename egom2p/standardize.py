@@ -33,11 +33,14 @@ class DepthAnnotation:
 
     kind ``metric``: z-depth in metres, 0 or NaN where invalid.
     kind ``inverse_relative``: affine-invariant inverse depth (larger = nearer), NaN where invalid.
+    ``raw_valid``: where a cleaning annotator (``sensor``) filled or inpainted pixels, the pixels the
+    sensor really returned (bool [60, H, W]); None when every valid pixel is a measurement.
     """
 
     values: np.ndarray  # float32 [60, H, W]
     kind: str
     source: str  # sensor | render | rollingdepth
+    raw_valid: np.ndarray | None = None
 
     def __post_init__(self):
         if self.kind not in DEPTH_KINDS:
@@ -75,6 +78,13 @@ def normalize_inverse_depth(inv: np.ndarray, valid: np.ndarray) -> tuple[np.ndar
     scale = hi - lo if hi > lo else 1.0
     out = np.where(valid, (inv - lo) / scale, np.nan).astype(np.float32)
     return np.clip(out, 0.0, 1.0, where=valid, out=out), (lo, hi)
+
+
+def standardize_raw_valid(raw_valid: np.ndarray, depth: np.ndarray, size: int) -> np.ndarray:
+    """Source-resolution raw-valid mask -> standard image: a pixel is raw-valid when its whole source area
+    is (no filled pixel contributes to it) and its standard depth is valid."""
+    frac = center_crop_resize(np.asarray(raw_valid, dtype=np.float32), size, interpolation=cv2.INTER_AREA)
+    return (frac >= 1.0 - 1e-6) & np.isfinite(depth)
 
 
 def standardize_depth(ann: DepthAnnotation, size: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -132,7 +142,7 @@ def standardize(seq: RawSequence, start: int, depth: DepthAnnotation | None = No
     if seq.gaze_px is not None:
         gaze = standardize_gaze(seq.gaze_px[idx], seq.width, seq.height, size)
 
-    depth_arr, depth_range, depth_source = None, None, None
+    depth_arr, depth_range, depth_source, raw_valid = None, None, None, None
     if depth is not None:
         if depth.values.shape[:3] != (length, seq.height, seq.width):
             raise SourceError(ref.path, f"depth has shape {depth.values.shape}, expected ({length}, {seq.height}, {seq.width})")
@@ -141,6 +151,8 @@ def standardize(seq: RawSequence, start: int, depth: DepthAnnotation | None = No
         except ValueError as e:
             raise SourceError(ref.path, f"depth of window at frame {start}: {e}") from e
         depth_source = depth.source
+        if depth.raw_valid is not None:
+            raw_valid = standardize_raw_valid(depth.raw_valid, depth_arr, size)
 
     k = geo.crop_resize_intrinsics(seq.intrinsics_at(start), seq.width, seq.height, size)
     clip = Clip(
@@ -159,6 +171,7 @@ def standardize(seq: RawSequence, start: int, depth: DepthAnnotation | None = No
         cam=cam,
         depth_source=depth_source,
         depth_range=depth_range,
+        depth_raw_valid=raw_valid,
         frame_valid=np.asarray(seq.frame_valid[idx], dtype=bool),
         is_gray=seq.is_gray,
         provenance={"source": ref.path, "source_files": list(seq.source_files), "adapter": ref.dataset,

@@ -348,7 +348,7 @@ def _pred_side(modality: str, pred: np.ndarray, gt: Side, alignment: str) -> tup
         side.intrinsics, side.size = _scale_intrinsics(gt.intrinsics, gt.size, S), S
         depth = None
         if gt.depth is not None:
-            from .commands.eval import _resize_map
+            from .tasks.inputs import resize_map as _resize_map
 
             ref = gt.depth.values[tf]
             inv = _resize_map(np.where(np.isfinite(ref) & (ref > 0), 1.0 / ref, np.nan), S)

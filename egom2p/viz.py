@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .metrics import codebook_stats
 from .modalities import MODALITIES
 
 
@@ -142,21 +143,14 @@ def token_histograms(tokens: dict[str, np.ndarray], vocab: dict[str, int], title
     fig, axes = plt.subplots(1, max(1, len(mods)), figsize=(4 * max(1, len(mods)), 3), squeeze=False)
     for ax, m in zip(axes[0], mods):
         counts = np.bincount(tokens[m].reshape(-1).astype(np.int64), minlength=vocab[m])
-        used, ppl = codebook_stats(counts)
+        st = codebook_stats(tokens[m], vocab[m])
+        used, ppl = st["codes_used"], st["perplexity"]
         ax.bar(np.arange(len(counts)), counts, width=1.0, color="tab:blue")
         ax.set_title(f"{m}: {used}/{vocab[m]} codes used, perplexity {ppl:.1f}", fontsize=8)
         ax.set_xlabel("token id")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
-
-
-def codebook_stats(counts: np.ndarray) -> tuple[int, float]:
-    """(codes used, perplexity) of a histogram of code counts."""
-    counts = np.asarray(counts, dtype=np.float64)
-    p = counts / max(counts.sum(), 1)
-    nz = p[p > 0]
-    return int((counts > 0).sum()), float(np.exp(-(nz * np.log(nz)).sum())) if nz.size else 0.0
 
 
 def coverage(tables: list[str | Path]):

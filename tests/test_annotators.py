@@ -77,3 +77,35 @@ def test_render_annotator_passes_rendered_depth_and_marks_background():
     assert get_annotator("sensor").annotate(seq, 0, 60) is None
     with pytest.raises(TypeError, match="unknown options"):
         get_annotator("sensor", median=7)
+
+
+def test_sensor_depth_keeps_the_raw_valid_mask_through_the_clip(tmp_path):
+    """Issue 15 (6a): the pixels the sensor really returned are kept beside the filled depth, in the clip
+    and in the clips table; filled pixels are not raw-valid."""
+    from egom2p.clips import read_clips, write_clips
+    from egom2p.curate.ops import depth_from_row, depth_to_row
+
+    seq, truth = factories.make_raw_sequence(n=70, width=96, height=72)
+    truth["depth"][:, 26:36, 40:50] = 0.0  # a 10x10 dropout inside the crop: inpainted
+    truth["depth"][:, 10, 50] = 30.0  # out of range
+    ann = get_annotator("sensor").annotate(seq, 5, 60)
+    assert ann.raw_valid.shape == (60, 72, 96) and ann.raw_valid.dtype == bool
+    assert (ann.values[:, 26:36, 40:50] > 0).all() and not ann.raw_valid[:, 26:36, 40:50].any()  # filled, not raw
+    assert not ann.raw_valid[:, 10, 50].any() and ann.raw_valid[:, 60, 30].all()
+    back = depth_from_row(depth_to_row(ann))  # how annotations travel from annotate to standardize
+    assert np.array_equal(back.raw_valid, ann.raw_valid) and np.array_equal(back.values, ann.values)
+
+    clip = standardize(seq, 5, depth=ann, size=64)  # crop 72x72 at x 12..84, then 72 -> 64
+    rv = clip.depth_raw_valid
+    assert rv.shape == (60, 64, 64) and np.isfinite(clip.depth).all()  # depth everywhere (filled) ...
+    # ... raw-valid only where the whole source area was a sensor return: the dropout (x 40..50 -> 25..34,
+    # y 26..36 -> 23..32 in the standard image) and the out-of-range pixel (y 10 -> 9, x 50 -> 34) are not
+    assert not rv[:, 24:31, 26:33].any() and not rv[:, 9, 34].any()
+    assert rv[:, 40:, :].all() and rv[:, :8, :].all() and rv[:, :, :20].all() and rv.mean() > 0.9
+    path = tmp_path / "h2o.lance"
+    write_clips(path, [clip])
+    got = next(read_clips(path))
+    assert np.array_equal(got.depth_raw_valid, rv)
+    assert next(read_clips(path, decode_depth=False)).depth_raw_valid is None
+    # rendered depth has no mask: every valid pixel is a measurement
+    assert standardize(seq, 5, depth=get_annotator("render").annotate(seq, 5, 60), size=64).depth_raw_valid is None

@@ -101,3 +101,38 @@ def test_truncated_table_gives_clear_error(tmp_path):
         list(read_clips(path))
     with pytest.raises(ClipsTableError, match="not found"):
         list(read_clips(tmp_path / "missing.lance"))
+
+
+def test_raw_valid_mask_validation_and_tables_written_before_it(tmp_path):
+    """depth_raw_valid is optional: tables without the column read (as None) and take appends of clips without it."""
+    import lance
+    import pyarrow as pa
+
+    from egom2p import clips as C
+
+    c = make_clip(sequence="s0")
+    c.depth_raw_valid = np.isfinite(c.depth)
+    c.depth_raw_valid[:, 10:20, 10:20] = False
+    c.validate()
+    bad = make_clip(sequence="s0")
+    bad.depth_raw_valid = np.ones(bad.depth.shape, bool)  # claims the NaN corner
+    with pytest.raises(ClipValidationError, match="depth_raw_valid marks pixels whose depth is invalid"):
+        bad.validate()
+    bad.depth_raw_valid = np.ones((60, 4, 4), bool)
+    with pytest.raises(ClipValidationError, match="depth_raw_valid must be bool"):
+        bad.validate()
+    # a table in the layout written before the column existed
+    old = tmp_path / "old.lance"
+    old_schema = pa.schema([f for f in C.CLIPS_SCHEMA if f.name != "depth_raw_valid"], metadata=C.CLIPS_SCHEMA.metadata)
+    row = C.clip_to_row(make_clip(sequence="s1"))
+    row.pop("depth_raw_valid")
+    lance.write_dataset(pa.Table.from_pylist([row], schema=old_schema), old, schema=old_schema)
+    got = next(read_clips(old))
+    assert got.depth is not None and got.depth_raw_valid is None
+    assert write_clips(old, [make_clip(sequence="s2")]) == 1  # appends without a mask keep the old layout
+    assert {x.sequence for x in read_clips(old)} == {"s1", "s2"}
+    with pytest.raises(ClipsTableError, match="without the depth_raw_valid column"):
+        write_clips(old, [c])
+    new = tmp_path / "new.lance"
+    write_clips(new, [c])
+    assert np.array_equal(next(read_clips(new)).depth_raw_valid, c.depth_raw_valid)

@@ -9,6 +9,7 @@ import pytest
 
 from egom2p import geometry as geo
 from egom2p import metrics as M
+from egom2p.tasks import baselines as B
 from tests.factories import moving_pattern, walk_trajectory
 
 
@@ -95,17 +96,95 @@ def test_camera_errors_match_evo(alignment):
 
 def test_camera_baselines():
     ref = walk_trajectory(60, seed=4)
-    st = M.camera_errors_static(ref, "sim3")
+    st = M.trajectory_errors(B.static_pose(60), ref, "sim3")
     centroid_rms = np.sqrt(np.mean(np.sum((ref[:, :3, 3] - ref[:, :3, 3].mean(0)) ** 2, -1)))
     assert st.ate == pytest.approx(centroid_rms)
+    assert M.trajectory_errors(B.static_pose(60), ref, "se3").ate == pytest.approx(centroid_rms)
+    # no alignment: the static camera stays at the first pose
+    first = np.sqrt(np.mean(np.sum((ref[:, :3, 3] - ref[0, :3, 3]) ** 2, -1)))
+    static_at_first = np.repeat(ref[:1], 60, 0)
+    assert M.trajectory_errors(static_at_first, ref, "none").ate == pytest.approx(first)
+    # a moving estimate is scored exactly like camera_errors
+    moving = _noisy(ref, seed=5)
+    assert M.trajectory_errors(moving, ref, "sim3") == M.camera_errors(moving, ref, "sim3")
     # a constant-velocity camera moving straight ahead is reproduced exactly by the baseline
     line = np.tile(np.eye(4), (30, 1, 1))
     line[:, 2, 3] = 0.04 * np.arange(30)
-    cv = M.constant_velocity_baseline(line[:2], 30)
+    cv = B.constant_velocity(line[:2], 30)
     assert np.allclose(cv, line)
     assert M.camera_errors(cv, line, "none").ate == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="degenerate"):
-        M.camera_errors(M.static_pose_baseline(60), ref, "sim3")
+        M.camera_errors(B.static_pose(60), ref, "sim3")
+
+
+def test_mean_trajectory_and_gaze_track():
+    a = geo.relative_to_first(walk_trajectory(60, seed=1))
+    assert np.allclose(B.mean_trajectory(np.stack([a, a])), a, atol=1e-9)  # the mean of equal trajectories
+    # two walks turning in opposite directions by the same angle: the mean goes straight
+    yaw = np.radians(np.arange(60) * 0.5)
+    left, right = np.tile(np.eye(4), (60, 1, 1)), np.tile(np.eye(4), (60, 1, 1))
+    for i, y in enumerate(yaw):
+        left[i, :3, :3], right[i, :3, :3] = _rot("y", y), _rot("y", -y)
+        left[i, :3, 3], right[i, :3, 3] = [0.01 * i, 0, 0.05 * i], [-0.01 * i, 0, 0.05 * i]
+    m = B.mean_trajectory(np.stack([left, right]))
+    assert np.allclose(m[:, :3, :3], np.eye(3), atol=1e-9)
+    assert np.allclose(m[:, :3, 3], np.c_[0 * yaw, 0 * yaw, 0.05 * np.arange(60)])
+    assert np.allclose(np.linalg.det(m[:, :3, :3]), 1)
+    g = np.full((3, 60, 2), np.nan)
+    g[0, :30], g[1, 10:] = 0.2, 0.6
+    track = B.mean_gaze_track(g)
+    assert np.allclose(track[:10], 0.2) and np.allclose(track[10:30], 0.4) and np.allclose(track[30:], 0.6)
+    assert np.all(B.centre_prior(60) == 0.5) and np.all(B.mean_gaze_track(np.full((2, 5, 2), np.nan)) == 0.5)
+
+
+def test_depth_and_rgb_baselines():
+    d = np.full((4, 8, 8), np.nan, np.float32)
+    d[:2, :4] = 0.2
+    d[2:, :] = 0.6
+    m = B.mean_depth_map(d)
+    assert np.allclose(m[:4], 0.4) and np.allclose(m[4:], 0.6)
+    frames = np.stack([np.full((8, 8, 3), v, np.uint8) for v in (10, 20, 31)])
+    assert np.all(B.mean_frame(frames) == 20)
+    # nearest frame by depth: each query depth gets the RGB of the bank frame with the same depth layout
+    bank_depth = np.stack([np.tile(np.linspace(0, 1, 32), (32, 1)), np.tile(np.linspace(1, 0, 32), (32, 1)),
+                           np.full((32, 32), 0.5)]).astype(np.float32)
+    bank_rgb = np.stack([np.full((32, 32, 3), k * 50, np.uint8) for k in range(3)])
+    nn = B.NearestDepthFrames(bank_depth, bank_rgb)
+    q = bank_depth[[2, 0, 1]] + 0.01
+    q[0, :5] = np.nan  # invalid pixels are ignored
+    assert nn.nearest(q).tolist() == [2, 0, 1] and np.all(nn.predict(q)[1] == 0)
+
+
+def test_depth_alignment_uses_no_ground_truth_clamp():
+    """A prediction that lands beyond the farthest true depth is not pulled back to it (issue 15, 6c)."""
+    gt = np.full((2, 4, 4), 2.0)
+    gt[:, :, :2] = 1.0
+    pred = 1.0 / gt  # exact inverse depth ...
+    pred[0, 0, 0] = 1 / 3.0  # ... but one pixel at 3 m while the truth there (and everywhere) is at most 2 m
+    aligned, s, t = M.align_depth(pred, gt, space="inverse")
+    assert aligned[0, 0, 0] > 2.0  # beyond max(GT): kept, and it costs AbsRel
+    e = M.depth_errors(pred, gt, space="inverse")
+    assert e.abs_rel > 0.01
+    # the fixed evaluation range still limits it: aligned inverse depth at or below 0 is the far limit
+    far = M.DEPTH_EVAL_RANGE_M[1]
+    behind = pred.copy()
+    behind[:, 0, 0] = -5.0
+    fit_on = np.ones(gt.shape, bool)
+    fit_on[:, 0, 0] = False  # fitted on the other pixels (exact there), then applied to all
+    aligned, *_ = M.align_depth(behind, gt, fit_on, space="inverse")
+    assert aligned[0, 0, 0] == pytest.approx(far) and aligned[1, 0, 0] == pytest.approx(far)
+    # the limit does not depend on the clip's ground truth: the same prediction against a scaled truth
+    a1, *_ = M.align_depth(pred, gt, space="inverse", depth_range=(1e-3, 80.0))
+    a2, *_ = M.align_depth(pred, gt * 10, space="inverse", depth_range=(1e-3, 80.0))
+    assert np.allclose(a2, 10 * a1)
+
+
+def test_codebook_stats():
+    st = M.codebook_stats(np.array([0, 1, 2, 3] * 10), 8)
+    assert st["codebook_usage"] == 0.5 and st["codes_used"] == 4 and abs(st["perplexity"] - 4.0) < 1e-9
+    assert M.codebook_stats(np.zeros(5, int), 4)["perplexity"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="outside"):
+        M.codebook_stats(np.array([9]), 8)
 
 
 def test_gaze_mse_over_valid_frames():
@@ -117,7 +196,7 @@ def test_gaze_mse_over_valid_frames():
     assert n == 40
     assert mse == pytest.approx((0.1 ** 2 + 0.2 ** 2) / 2, rel=1e-6)
     assert np.isnan(M.gaze_mse(np.full((5, 2), np.nan), np.zeros((5, 2)))[0])
-    assert np.all(M.center_prior_gaze(60) == 0.5)
+    assert np.all(B.centre_prior(60) == 0.5)
 
 
 def test_depth_scaled_prediction_is_exact_after_alignment():
@@ -171,6 +250,13 @@ def test_psnr_ssim_on_videos():
     mse = np.mean(((noisy.astype(float) - ref) / 255) ** 2, axis=(1, 2, 3))
     assert M.psnr(noisy, ref) == pytest.approx(np.mean(10 * np.log10(1 / mse)), rel=1e-4)
     assert M.ssim(noisy, ref) < 1.0
+    # float frames [T, H, W] (normalised inverse depth) with a data range: the same numbers as the video scaled
+    gray = ref[..., 0].astype(np.float32) / 255.0
+    gray_noisy = noisy[..., 0].astype(np.float32) / 255.0
+    mse1 = np.mean((gray_noisy - gray) ** 2, axis=(1, 2))
+    assert M.psnr(gray_noisy, gray, data_range=1.0) == pytest.approx(np.mean(10 * np.log10(1 / mse1)), rel=1e-4)
+    assert M.psnr(gray_noisy * 4, gray * 4, data_range=4.0) == pytest.approx(M.psnr(gray_noisy, gray), rel=1e-5)
+    assert M.ssim(gray, gray, data_range=1.0) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_frechet_distance():

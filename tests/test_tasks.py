@@ -10,6 +10,7 @@ import pytest
 from egom2p import geometry as geo
 from egom2p import tasks as T
 from egom2p.modalities import get_registry
+from egom2p.tasks.inputs import token_grid_frame
 from egom2p.video import decode, encode_h264, probe, token_frame_indices
 from tests.factories import moving_pattern, walk_trajectory
 
@@ -83,22 +84,84 @@ def test_stitch_frames_and_video_indices():
     windows = np.stack([per_frame[s:s + 60] for s in starts])
     assert np.array_equal(T.stitch_frames(windows, starts, n), per_frame)
     tidx = token_frame_indices()
+    starts, pad = T.video_window_starts(n, 60, overlap=False)
+    assert starts == [0, 60] and pad == 25  # the last window reaches past the video: padded, outputs dropped
     vids = np.stack([(s + tidx).astype(float)[:, None, None] * np.ones((16, 4, 4)) for s in starts])
-    frames, idx = T.stitch_video(vids, starts)
-    assert np.all(np.diff(idx) > 0) and idx[0] == 0 and idx[-1] == starts[-1] + 56
+    frames, idx = T.stitch_video(vids, starts, n)
+    assert idx[0] == 0 and idx[-1] == 94 and np.all(idx < n)
+    assert np.array_equal(idx, token_grid_frame(np.arange(len(idx))))  # one even 8 FPS timeline, no interleaving
     assert np.allclose(frames[:, 0, 0], idx)  # each output frame is the one shown at that index
+    with pytest.raises(ValueError, match="off the 8 FPS token grid"):
+        T.stitch_video(vids, [0, 35], n)
+
+
+def test_video_windows_overlap_and_keep_the_8fps_grid():
+    """Issue 15 (6b): every depth window shares token frames with the previous one, all frames stay on one
+    even 8 FPS timeline, and every token frame inside the video is covered, for any video length."""
+    tidx = token_frame_indices()
+    assert T.video_window_starts(60, 45, overlap=True) == ([0], 0)
+    for n in range(60, 400, 7):
+        starts, pad = T.video_window_starts(n, T.TASKS["depth"].stride, overlap=True)
+        covered = set()
+        for a, b in zip(starts, starts[1:]):
+            assert len(set(a + tidx) & set(b + tidx)) >= 1
+        for s in starts:
+            covered |= set((s + tidx).tolist())
+        grid = token_grid_frame(np.arange(200))
+        assert set(grid[grid < n].tolist()) <= covered and covered <= set(grid.tolist())
+        assert starts[-1] + 60 == n + pad and 0 <= pad < 60
+    with pytest.raises(T.TaskInputError, match="no shared token frame"):
+        T.video_window_starts(200, 60, overlap=True)
+    with pytest.raises(T.TaskInputError, match="multiple of 15"):
+        T.video_window_starts(200, 56, overlap=True)
 
 
 def test_stitch_video_aligns_overlapping_depth_windows():
     # one depth video (inverse depth) seen by two windows that each normalise it differently
     rng = np.random.default_rng(0)
-    starts = [0, 56]
+    starts = [0, 45]
     tidx = token_frame_indices()
     frames = {int(f): rng.uniform(0.2, 1.0, (4, 4)) for s in starts for f in s + tidx}
     w0 = np.stack([frames[int(f)] for f in tidx])
-    w1 = np.stack([frames[int(56 + f)] for f in tidx]) * 0.5 + 0.1  # another affine normalisation
+    w1 = np.stack([frames[int(45 + f)] for f in tidx]) * 0.5 + 0.1  # another affine normalisation
     out, idx = T.stitch_video(np.stack([w0, w1]), starts, align_inverse_depth=True)
     assert np.allclose(out, np.stack([frames[int(i)] for i in idx]), atol=1e-9)
+    # a window that shares no token frame with the earlier ones is an error, not a silent skip
+    with pytest.raises(ValueError, match="shares no token frame"):
+        T.stitch_video(np.stack([w0, w1]), [0, 60], align_inverse_depth=True)
+
+
+class _WallRunner(T.TaskRunner):
+    """Each window 'predicts' the wall's inverse depth under its own affine normalisation (as per-window models do)."""
+
+    def __init__(self, wall):
+        super().__init__(model=None, registry=get_registry("tiny"), tokenizers={})
+        self.wall, self.calls = wall, 0
+
+    def run(self, task, inputs, batch_size=8, timing=None, progress=False):
+        n = len(inputs["rgb"])
+        rng = np.random.default_rng(self.calls)
+        self.calls += 1
+        scale, shift = rng.uniform(0.3, 2.0, n), rng.uniform(-0.5, 0.5, n)
+        return np.stack([np.repeat((a * self.wall + b)[None], 16, 0) for a, b in zip(scale, shift)]).astype(np.float32)
+
+
+@pytest.mark.parametrize("wall", ["flat", "slanted"])
+def test_long_video_depth_of_a_constant_wall_has_one_scale(tmp_path, wall):
+    """Issue 15 (6b): a constant-depth wall stitched from several windows stays constant (one scale)."""
+    S = get_registry("tiny")["rgb"].image_size
+    yy = np.mgrid[0:S, 0:S][0] / S
+    inv = np.full((S, S), 0.4) if wall == "flat" else 0.2 + 0.6 * yy  # a fronto-parallel or a slanted wall
+    video = tmp_path / "wall.mp4"
+    encode_h264(moving_pattern(212, 32, 32), fps=30, path=video)  # 7 s: several windows
+    res = T.run_task(_WallRunner(inv), "depth", video=video, progress=False)
+    assert len(res.starts) >= 4 and res.padding > 0
+    assert np.array_equal(res.frame_index, token_grid_frame(np.arange(len(res.frame_index))))
+    assert res.frame_index[-1] <= 211 < res.frame_index[-1] + 4
+    d = res.prediction
+    assert np.allclose(d, d[:1], atol=1e-5)  # the same map in every frame: no window kept its own scale
+    if wall == "slanted":
+        assert d.min() == pytest.approx(0.0, abs=1e-6) and d.max() == pytest.approx(1.0, abs=1e-6)
 
 
 def test_load_depth_and_windows(tmp_path):
@@ -180,3 +243,68 @@ def test_gpu_inference_check_runs_in_smoke_mode():
     assert all(set(x) == {"check", "metric", "value", "unit"} and x["check"] == "inference" for x in lines)
     assert got["camera_s_per_seq"]["value"] > 0 and got["depth_s_per_seq"]["value"] > 0
     assert got["camera_paper_s_per_seq"]["value"] == 0.18 and got["depth_paper_s_per_seq"]["value"] == 0.8
+
+
+def test_ground_truth_beside_a_camera_prediction(tmp_path, video_25fps):
+    """Issue 15 (6e): `predict camera --gt TUM_FILE | CLIP_ID` matches, aligns, scores and plots the ground truth."""
+    from egom2p.clips import write_clips
+    from tests.factories import make_clip
+
+    n = 150
+    truth = geo.relative_to_first(walk_trajectory(n, seed=7))
+    G = geo.make_se3(np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]]), [3.0, -1.0, 0.5])
+    pred = np.einsum("ij,njk->nik", G, truth)
+    pred[:, :3, 3] *= 0.5  # the prediction is the truth in another frame, at half the scale: Sim(3) removes it
+    tum = tmp_path / "truth.tum"
+    T.write_tum(tum, 100.0 + np.arange(0, n, 2) / 30, truth[::2])  # 15 Hz ground truth, absolute timestamps
+    ref = T.reference_trajectory(pred, tum)
+    assert np.array_equal(ref["frames"], np.arange(0, n, 2)) and ref["alignment"] == "sim3"
+    assert ref["errors"]["ate"] == pytest.approx(0.0, abs=1e-6) and ref["errors"]["rre"] == pytest.approx(0.0, abs=1e-4)
+    assert np.allclose(ref["aligned_prediction"][:, :3, 3], ref["poses"][:, :3, 3], atol=1e-6)
+    assert T.reference_trajectory(pred, tum, alignment="se3")["errors"]["ate"] > 0.1  # the scale is wrong
+    # a clip of the video's sequence: its start frame places it on the video
+    clip = make_clip(sequence="walk", start=30, seed=1, modalities=("cam",))
+    clip.cam = geo.relative_to_first(truth[30:90]).astype(np.float32)
+    write_clips(tmp_path / "c.lance", [clip])
+    ref = T.reference_trajectory(pred, clip.clip_id, [tmp_path / "c.lance"])
+    assert np.array_equal(ref["frames"], np.arange(30, 90)) and ref["errors"]["ate"] == pytest.approx(0, abs=1e-5)
+    assert ref["source"] == f"clip {clip.clip_id}"
+    with pytest.raises(T.TaskInputError, match="no such clip"):
+        T.reference_trajectory(pred, "egogen/nope/000000", [tmp_path / "c.lance"])
+    with pytest.raises(T.TaskInputError, match="--gt-clips"):
+        T.reference_trajectory(pred, "egogen/walk/000030")
+    (tmp_path / "bad.tum").write_text("1 2 3\n")
+    with pytest.raises(T.TaskInputError, match="bad.tum: TUM lines need 8 numbers"):
+        T.reference_trajectory(pred, tmp_path / "bad.tum")
+    # the plot shows both: it differs from the plot of the prediction alone
+    v = T.load_video(video_25fps, 32)
+    res = T.TaskResult("camera", pred[:96], np.arange(96), np.arange(96) / 30, [0, 36], T.Timing(), video=v)
+    alone = T.write_outputs(res, tmp_path / "alone")["plot"]
+    res.reference = T.reference_trajectory(res.prediction, tum)
+    both = T.write_outputs(res, tmp_path / "both")["plot"]
+    assert open(alone, "rb").read() != open(both, "rb").read()
+    assert (tmp_path / "both" / "trajectory.png").stat().st_size > 5000
+
+
+class _EchoRunner(T.TaskRunner):
+    """RGB 'synthesis' that paints each token frame with its window's depth mean (checks windows and stitching)."""
+
+    def __init__(self):
+        super().__init__(model=None, registry=get_registry("tiny"), tokenizers={})
+
+    def run(self, task, inputs, batch_size=8, timing=None, progress=False):
+        d = np.nan_to_num(inputs["depth"][:, token_frame_indices()], nan=0.0)  # [W, 16, S, S]
+        return np.repeat((d * 255).astype(np.uint8)[..., None], 3, -1)
+
+
+def test_predict_rgb_from_a_long_depth_video_keeps_the_8fps_grid(tmp_path):
+    depth = np.linspace(1.0, 3.0, 130, dtype=np.float32)[:, None, None] * np.ones((130, 24, 24), np.float32)
+    depth[:, :, :12] *= 2  # two surfaces, so each window normalises to [0, 1]
+    np.save(tmp_path / "d.npy", depth)
+    res = T.run_task(_EchoRunner(), "rgb", depth=tmp_path / "d.npy", progress=False)
+    assert res.starts == [0, 60, 120] and res.padding == 50  # 130 frames: the last window repeats the last frame
+    assert np.array_equal(res.frame_index, token_grid_frame(np.arange(len(res.frame_index))))
+    S = get_registry("tiny")["rgb"].image_size
+    assert res.frame_index[-1] == 128 and res.prediction.shape[1:] == (S, S, 3)
+    paths = T.write_outputs(res, tmp_path / "out")
+    assert probe(paths["video"]).num_frames == len(res.frame_index)

@@ -127,6 +127,41 @@ def test_predict_camera_on_a_video(pipeline, tmp_path):
     assert (tmp_path / "out" / "trajectory.png").stat().st_size > 5000
     summary = json.loads((tmp_path / "out" / "predict.json").read_text())
     assert summary["window_starts"] == [0, 59, 90]
+    # ground truth beside the prediction: the first 2 s of the video are the last clip, its poses as TUM
+    from egom2p.tasks import write_tum
+
+    write_tum(tmp_path / "gt.tum", np.arange(60) / 30, pipeline["clips"][-1].cam)
+    rc = main(["predict", "camera", "--ckpt", str(pipeline["ckpt"]), "--tokenizers", str(pipeline["tokenizers"]),
+               "--video", str(video), "--out", str(tmp_path / "gt"), "--gt", str(tmp_path / "gt.tum")])
+    assert rc == 0
+    gt = json.loads((tmp_path / "gt" / "predict.json").read_text())["ground_truth"]
+    assert gt["frames"] == 60 and gt["alignment"] == "sim3" and gt["errors"]["ate"] >= 0
+    rc = main(["predict", "camera", "--ckpt", str(pipeline["ckpt"]), "--tokenizers", str(pipeline["tokenizers"]),
+               "--video", str(video), "--out", str(tmp_path / "gt2"), "--gt", pipeline["clips"][-1].clip_id,
+               "--gt-clips", str(pipeline["table"])])
+    assert rc == 0  # a clip id of a clips table (this clip starts at frame 0 of its sequence)
+    gt2 = json.loads((tmp_path / "gt2" / "predict.json").read_text())["ground_truth"]
+    assert gt2["errors"]["ate"] == pytest.approx(gt["errors"]["ate"], abs=1e-5)
+
+
+def test_predict_depth_on_a_long_video_is_one_even_8fps_timeline(pipeline, tmp_path):
+    from egom2p.cli import main
+    from egom2p.tasks.inputs import token_grid_frame
+
+    video = tmp_path / "walk.mp4"
+    frames = np.concatenate([c.rgb for c in pipeline["clips"][-3:]])[:170]
+    encode_h264(frames, fps=30, path=video)  # 170 frames: windows at 0, 45, 90 (padded)
+    rc = main(["predict", "depth", "--ckpt", str(pipeline["ckpt"]), "--tokenizers", str(pipeline["tokenizers"]),
+               "--video", str(video), "--out", str(tmp_path / "out")])
+    assert rc == 0
+    summary = json.loads((tmp_path / "out" / "predict.json").read_text())
+    assert summary["window_starts"] == [0, 45, 90, 135][: len(summary["window_starts"])]
+    assert summary["padding_frames"] > 0
+    depth = np.load(tmp_path / "out" / "depth.npy")
+    index = np.loadtxt(tmp_path / "out" / "depth_frames.csv", delimiter=",", skiprows=1)[:, 1].astype(int)
+    assert len(depth) == len(index) == summary["output_frames"]
+    assert np.array_equal(index, token_grid_frame(np.arange(len(index)))) and index[-1] <= 169 < index[-1] + 4
+    assert np.nanmin(depth) >= 0 and np.nanmax(depth) <= 1
 
 
 def test_eval_camera_beats_static_pose(pipeline, tmp_path, capsys):

@@ -15,7 +15,10 @@ from egom2p.tokenizers import (
     TokenizerError, VideoTokenizer, fill_invalid_gaze, load_tokenizer, load_tokenizers, save_tokenizer,
 )
 from egom2p.tokenizers.fsq import FSQ, FSQ_PRESETS, CausalVideoFSQ, FSQVideoConfig
-from egom2p.tokenizers.train import TrainConfig, cam_metrics, codebook_stats, train_sequence
+from egom2p.evaluation import score_reconstructions
+from egom2p.metrics import codebook_stats
+from egom2p.tasks import ScoreContext
+from egom2p.tokenizers.train import TrainConfig, train_sequence
 
 torch.set_num_threads(1)  # the test machine's cores are shared; more threads only add contention
 TINY = get_registry("tiny")
@@ -107,13 +110,15 @@ def test_metrics_on_known_errors():
     gt = np.tile(np.eye(4), (1, 60, 1, 1))
     gt[0, :, 2, 3] = np.arange(60) * 0.1
     est = gt.copy()
-    est[0, :, 0, 3] += 0.03  # constant 3 cm offset: ATE 0.03, no relative error
-    m = cam_metrics(gt, est)
-    assert abs(m["cam_ate_m"] - 0.03) < 1e-9 and m["cam_rre_deg"] < 1e-6
+    est[0, 1:, 0, 3] += 0.03  # 3 cm offset on every frame after the first (frame 0 stays the identity)
+    raw = score_reconstructions("cam", gt, est, ctx=ScoreContext(alignment="none"))
+    assert abs(raw["cam_ate_m"] - 0.03 * np.sqrt(59 / 60)) < 1e-9 and raw["cam_rre_deg"] < 1e-6
+    assert raw["alignment"] == "none"
+    assert score_reconstructions("cam", gt, est)["cam_ate_m"] < raw["cam_ate_m"]  # the default Sim(3) alignment
     c, s = np.cos(np.radians(1.0)), np.sin(np.radians(1.0))
     rz = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])  # 1 degree more per frame than the truth
     est2 = np.stack([[make_se3(np.linalg.matrix_power(rz, i), [0, 0, 0]) for i in range(60)]])
-    assert abs(cam_metrics(np.tile(np.eye(4), (1, 60, 1, 1)), est2)["cam_rre_deg"] - 1.0) < 1e-6
+    assert abs(score_reconstructions("cam", np.tile(np.eye(4), (1, 60, 1, 1)), est2)["cam_rre_deg"] - 1.0) < 1e-6
     st = codebook_stats(np.array([0, 1, 2, 3] * 10), 8)
     assert st["codebook_usage"] == 0.5 and abs(st["perplexity"] - 4.0) < 1e-9
 

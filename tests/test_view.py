@@ -4,7 +4,7 @@ The recordings are written with ``--save`` and read back with rerun's own RRD re
 (:func:`egom2p.view.summarize_rrd`, ``rerun.experimental.RrdReader``): the entities, the frames logged
 on the 30 FPS timeline, and the values (a back-projected point, a gaze pixel) against what the
 clip holds. Predictions come from the real writers (``tasks.run_task`` + ``write_outputs`` with a
-stand-in model; ``commands.eval.evaluate`` + ``write_report`` with an oracle runner).
+stand-in model; ``evaluation.evaluate`` + ``write_report`` with an oracle runner).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from egom2p import geometry as geo
 from egom2p import view
 from egom2p.cli import main as cli
 from egom2p.clips import write_clips
-from egom2p.commands import eval as E
+from egom2p import evaluation as E
 from egom2p.modalities import get_registry
 from egom2p.tasks import TaskRunner, get_task, run_task, write_outputs
 from egom2p.video import encode_h264, token_frame_indices

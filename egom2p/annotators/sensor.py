@@ -14,7 +14,9 @@ metres, 0/NaN = no return):
    while keeping depth edges (range sigma in metres).
 
 Pixels that stay invalid are 0 in the returned ``metric`` annotation (standardization turns them
-into NaN, converts to inverse depth and normalises per clip).
+into NaN, converts to inverse depth and normalises per clip). The annotation also keeps the
+raw-valid mask (step 1's ``valid``: finite and in range before any filling), which the standard clip
+keeps as ``depth_raw_valid`` so evaluation scores real sensor returns only, never filled pixels.
 """
 
 from __future__ import annotations
@@ -42,11 +44,19 @@ class SensorCleanConfig:
     bilateral_sigma_space: float = 3.0  # pixels
 
 
+def raw_valid_mask(depth: np.ndarray, cfg: SensorCleanConfig | None = None) -> np.ndarray:
+    """Pixels the sensor really returned: finite and within ``[min_depth, max_depth]`` (before any filling)."""
+    cfg = cfg or SensorCleanConfig()
+    d = np.asarray(depth, dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(d) & (d >= cfg.min_depth) & (d <= cfg.max_depth)
+
+
 def clean_depth_frame(depth: np.ndarray, cfg: SensorCleanConfig | None = None) -> np.ndarray:
     """Clean one metric depth frame [H, W] (0/NaN invalid) -> float32 [H, W] with 0 where still invalid."""
     cfg = cfg or SensorCleanConfig()
     d = np.asarray(depth, dtype=np.float32)
-    valid = np.isfinite(d) & (d >= cfg.min_depth) & (d <= cfg.max_depth)
+    valid = raw_valid_mask(d, cfg)
     if not valid.any():
         return np.zeros_like(d)
     d = np.where(valid, d, 0.0).astype(np.float32)
@@ -104,7 +114,8 @@ class SensorDepth(Annotator):
             raise SourceError(seq.ref.path, f"sensor depth has shape {raw.shape}, expected "
                                             f"({length}, {seq.height}, {seq.width}) (aligned to RGB)")
         out = np.stack([clean_depth_frame(f, self.config) for f in raw])
-        return DepthAnnotation(values=out, kind="metric", source="sensor")
+        return DepthAnnotation(values=out, kind="metric", source="sensor",
+                               raw_valid=raw_valid_mask(raw, self.config))
 
 
 def make_annotator(**options) -> Annotator:

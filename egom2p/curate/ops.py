@@ -39,7 +39,8 @@ PLAN_SCHEMA = pa.schema([("ref", pa.string()), ("num_frames", pa.int64()), ("win
 CHUNKS_SCHEMA = pa.schema([("ref", pa.string()), ("starts", pa.list_(pa.int32()))])
 WINDOWS_SCHEMA = pa.schema([("ref", pa.string()), ("start", pa.int32()), ("clip_id", pa.string()),
                             ("depth", pa.large_binary()), ("depth_shape", pa.list_(pa.int32())),
-                            ("depth_kind", pa.string()), ("depth_source", pa.string()), ("record", pa.string())])
+                            ("depth_kind", pa.string()), ("depth_source", pa.string()),
+                            ("depth_raw_valid", pa.large_binary()), ("record", pa.string())])
 ENCODED_SCHEMA = pa.schema([f.with_nullable(True) for f in CLIPS_SCHEMA] + [pa.field("record", pa.string())])
 STATUS_SCHEMA = pa.schema([("clip_id", pa.string()), ("status", pa.string()), ("record", pa.string()),
                            *[(f"has_{m}", pa.bool_()) for m in MODALITY_COLUMNS], ("payload_bytes", pa.int64()),
@@ -105,18 +106,32 @@ class AnnotateStage(Stage):
                 continue
             for start, cid in zip(chunk.starts, chunk.clip_ids):
                 d = depths.get(start)
-                rows.append({"ref": item["ref"], "start": start, "clip_id": cid, "record": None,
-                             "depth": None if d is None else np.ascontiguousarray(d.values, np.float32).tobytes(),
-                             "depth_shape": None if d is None else list(d.values.shape),
-                             "depth_kind": None if d is None else d.kind, "depth_source": None if d is None else d.source})
+                rows.append({"ref": item["ref"], "start": start, "clip_id": cid, "record": None, **depth_to_row(d)})
         return pa.Table.from_pylist(rows, schema=WINDOWS_SCHEMA)
 
 
-def _depth(row: dict) -> DepthAnnotation | None:
+def depth_to_row(d: DepthAnnotation | None) -> dict:
+    """The depth columns of a WINDOWS_SCHEMA row (how an annotation travels from annotate to standardize);
+    the raw-valid mask of cleaned depth is bit-packed."""
+    if d is None:
+        return {"depth": None, "depth_shape": None, "depth_kind": None, "depth_source": None, "depth_raw_valid": None}
+    return {"depth": np.ascontiguousarray(d.values, np.float32).tobytes(), "depth_shape": list(d.values.shape),
+            "depth_kind": d.kind, "depth_source": d.source,
+            "depth_raw_valid": None if d.raw_valid is None else
+            np.packbits(np.asarray(d.raw_valid, dtype=bool).ravel()).tobytes()}
+
+
+def depth_from_row(row: dict) -> DepthAnnotation | None:
+    """The depth annotation of a WINDOWS_SCHEMA row (:func:`depth_to_row` reversed)."""
     if row["depth"] is None:
         return None
-    values = np.frombuffer(row["depth"], np.float32).reshape(row["depth_shape"])
-    return DepthAnnotation(values=values, kind=row["depth_kind"], source=row["depth_source"])
+    shape = row["depth_shape"]
+    values = np.frombuffer(row["depth"], np.float32).reshape(shape)
+    raw_valid = None
+    if row.get("depth_raw_valid") is not None:
+        bits = np.frombuffer(row["depth_raw_valid"], np.uint8)
+        raw_valid = np.unpackbits(bits, count=int(np.prod(shape))).astype(bool).reshape(shape)
+    return DepthAnnotation(values=values, kind=row["depth_kind"], source=row["depth_source"], raw_valid=raw_valid)
 
 
 class StandardizeStage(Stage):
@@ -138,7 +153,7 @@ class StandardizeStage(Stage):
                 rows.append(r)  # an annotate failure passes through
         for ref_json, windows in by_ref.items():
             chunk = WorkChunk(ref_from_json(ref_json), [int(w["start"]) for w in windows])
-            depths = {int(w["start"]): _depth(w) for w in windows}
+            depths = {int(w["start"]): depth_from_row(w) for w in windows}
             for item in standardize_chunk(self.adapter, chunk, depths, self.size):
                 rows.append(_qrow(item) if isinstance(item, QuarantineRecord) else {**item, "record": None})
         return pa.Table.from_pylist([{k: r.get(k) for k in ENCODED_SCHEMA.names} for r in rows], schema=ENCODED_SCHEMA)

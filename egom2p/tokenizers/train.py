@@ -4,11 +4,13 @@
 * :func:`train_video` - the project's causal FSQ video tokenizer on RGB and depth of clips tables
   (one network for both, like Cosmos in the paper); written to ``OUT/rgb`` and ``OUT/depth``.
 
-Evaluation (:func:`evaluate_sequence`, :func:`evaluate_video`): camera ATE (RMSE of positions, m, no
-alignment needed: reconstruction and truth share the frame) and RRE (mean relative-rotation error at
-Delta = 1, degrees); gaze MSE of normalised (x, y) over valid frames; video PSNR (dB) and SSIM; codebook
-usage (fraction of codes used on the evaluation clips) and perplexity (exp of the code entropy).
-Pictures of reconstructions are written beside the checkpoint (``eval.png``).
+Evaluation (:func:`evaluate_sequence`, :func:`evaluate_video`) on the held-out clips, scored by the
+same code as the "tokenizer round trip" (ceiling) row of ``egom2p eval`` (:mod:`egom2p.evaluation`,
+:mod:`egom2p.metrics`): camera ATE / RTE (m, RMSE) and RRE (deg, RMSE at Delta = 1) after the default
+Sim(3) alignment; gaze MSE of normalised (x, y) over valid frames; RGB PSNR (dB) and SSIM of the
+token frames; depth PSNR/SSIM of normalised inverse depth and AbsRel/delta<1.25 where the clips are
+metric; codebook usage (fraction of codes used) and perplexity (exp of the code entropy). Pictures
+of reconstructions are written beside the checkpoint (``eval.png``).
 """
 
 from __future__ import annotations
@@ -18,15 +20,15 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from ..geometry import c2w_to_pose9d
 from ..modalities import Registry, get_registry
-from . import (
-    SequenceTokenizer, TokenizerError, VideoTokenizer, fill_invalid_gaze, prepare_video, save_tokenizer,
-)
+from ..video import token_frame_indices
+from . import SequenceTokenizer, TokenizerError, VideoTokenizer, prepare_video, save_tokenizer
 from .fsq import FSQ_PRESETS, CausalVideoFSQ, FSQVideoConfig
 from .vqvae import VQVAE_PRESETS, SequenceVQVAE, VQVAEConfig
 
@@ -138,61 +140,22 @@ def cam_norm_stats(cam: np.ndarray) -> dict:
     return {"mean": v.mean(0).astype(np.float32).tolist(), "std": np.maximum(v.std(0), 1e-3).astype(np.float32).tolist()}
 
 
-# --- metrics ---------------------------------------------------------------------------------------
-
-
-def codebook_stats(tokens: np.ndarray, vocab: int) -> dict:
-    """Fraction of the codebook used and perplexity exp(H) of the code histogram."""
-    counts = np.bincount(np.asarray(tokens).reshape(-1), minlength=vocab).astype(np.float64)
-    p = counts / max(1.0, counts.sum())
-    nz = p[p > 0]
-    return {"codebook_usage": float((counts > 0).mean()), "perplexity": float(np.exp(-(nz * np.log(nz)).sum()))}
-
-
-def _rot_angle_deg(R: np.ndarray) -> np.ndarray:
-    cos = (np.trace(R, axis1=-2, axis2=-1) - 1) / 2
-    return np.degrees(np.arccos(np.clip(cos, -1, 1)))
-
-
-def cam_metrics(gt: np.ndarray, est: np.ndarray) -> dict:
-    """ATE (m, position RMSE), RTE (m) and RRE (deg) at Delta = 1 of trajectories [N, 60, 4, 4]."""
-    gt, est = gt.astype(np.float64), est.astype(np.float64)
-    ate = float(np.sqrt(np.mean(np.sum((gt[:, :, :3, 3] - est[:, :, :3, 3]) ** 2, -1))))
-    rel_gt = np.linalg.inv(gt[:, :-1]) @ gt[:, 1:]
-    rel_est = np.linalg.inv(est[:, :-1]) @ est[:, 1:]
-    err = np.linalg.inv(rel_gt) @ rel_est
-    rte = float(np.mean(np.linalg.norm(err[..., :3, 3], axis=-1)))
-    rre = float(np.mean(_rot_angle_deg(err[..., :3, :3])))
-    return {"cam_ate_m": ate, "cam_rte_m": rte, "cam_rre_deg": rre}
-
-
-def gaze_mse(gt: np.ndarray, est: np.ndarray) -> float:
-    """MSE of normalised (x, y) over valid frames (NaN / out-of-range frames excluded)."""
-    _, valid = fill_invalid_gaze(gt)
-    d = (np.nan_to_num(gt) - est) ** 2
-    return float(d[valid].mean()) if valid.any() else float("nan")
-
-
-def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(peak**2 / max(mse, 1e-12)))
-
-
-def ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
-    """Mean SSIM of frames [..., H, W, C] or [..., H, W] (torchmetrics, gaussian window)."""
-    from torchmetrics.functional.image import structural_similarity_index_measure
-
-    ta = torch.as_tensor(np.asarray(a, np.float32))
-    tb = torch.as_tensor(np.asarray(b, np.float32))
-    if ta.ndim >= 4 and ta.shape[-1] == 3:
-        ta, tb = ta.reshape(-1, *ta.shape[-3:]).permute(0, 3, 1, 2), tb.reshape(-1, *tb.shape[-3:]).permute(0, 3, 1, 2)
-    else:
-        ta, tb = ta.reshape(-1, 1, *ta.shape[-2:]), tb.reshape(-1, 1, *tb.shape[-2:])
-    return float(structural_similarity_index_measure(tb, ta, data_range=data_range))
+# --- evaluation ------------------------------------------------------------------------------------
+# One metrics library: the round trip is scored by egom2p.evaluation.score_reconstructions, the same
+# code (the task table's ground truth and metrics, egom2p.metrics) as the "tokenizer round trip"
+# (ceiling) row of `egom2p eval`; codebook statistics by egom2p.metrics.codebook_stats.
 
 
 def evaluate_sequence(tok: SequenceTokenizer, x: np.ndarray, batch_size: int = 64) -> tuple[dict, np.ndarray]:
-    """Reconstruction metrics of a gaze / cam tokenizer on clips ``x``; returns (metrics, reconstruction)."""
+    """Reconstruction metrics of a gaze / cam tokenizer on clips ``x``; returns (metrics, reconstruction).
+
+    cam: ATE / RTE (m) and RRE (deg) after the evaluation's default alignment (Sim(3)), mean over
+    clips; gaze: MSE of normalised (x, y) over valid frames, mean over clips; codebook usage and
+    perplexity of the tokens.
+    """
+    from ..evaluation import score_reconstructions
+    from ..metrics import codebook_stats
+
     toks, recs = [], []
     for i in range(0, len(x), batch_size):
         t = tok.encode(x[i:i + batch_size])
@@ -200,31 +163,42 @@ def evaluate_sequence(tok: SequenceTokenizer, x: np.ndarray, batch_size: int = 6
         recs.append(tok.decode(t))
     toks, rec = np.concatenate(toks), np.concatenate(recs)
     m = codebook_stats(toks, tok.spec.vocab_size)
-    if tok.modality == "gaze":
-        m["gaze_mse"] = gaze_mse(x, rec)
-    else:
-        m.update(cam_metrics(x, rec))
+    m.update(score_reconstructions(tok.modality, x, rec))
     m["clips"] = int(len(x))
     return m, rec
 
 
-def evaluate_video(tok: VideoTokenizer, x: np.ndarray, batch_size: int = 4) -> tuple[dict, np.ndarray, np.ndarray]:
-    """PSNR / SSIM / codebook stats of a video tokenizer on standard clip videos; (metrics, reference, reconstruction)."""
+def evaluate_video(tok: VideoTokenizer, x: np.ndarray, batch_size: int = 4, meta: list | None = None
+                   ) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Metrics of a video tokenizer on standard clip videos; returns (metrics, reference, reconstruction).
+
+    The clips are brought to the tokenizer's image size as ``egom2p eval`` does
+    (:func:`egom2p.tasks.model_input`); PSNR (dB) and SSIM of the 16 token frames (rgb: as the rgb task
+    scores them; depth: of the normalised inverse depth, data range 1), the metrics of the task that
+    generates the modality where its ground truth exists (depth: AbsRel and delta<1.25 for clips with
+    a metric range, ``meta``: objects with the clip's ``depth_range`` / ``depth_raw_valid``), codebook
+    usage and perplexity.
+    """
+    from ..evaluation import score_reconstructions
+    from ..metrics import codebook_stats, psnr, ssim
+    from ..tasks.inputs import model_input
+
+    S = tok.spec.image_size
+    x_in = np.stack([model_input(v, tok.modality, S) for v in x])
     toks, refs, recs = [], [], []
-    for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size]
+    for i in range(0, len(x_in), batch_size):
+        xb = x_in[i:i + batch_size]
         t = tok.encode(xb)
         toks.append(t)
         recs.append(tok.decode(t))
-        ref = prepare_video(xb, tok.modality, tok.spec)[:, :, : tok.spec.frames]  # [B, 3, 16, S, S] in [-1, 1]
-        if tok.modality == "rgb":
-            refs.append(((ref.permute(0, 2, 3, 4, 1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())
-        else:
-            refs.append(((ref[:, 0] + 1) / 2).numpy())
+        refs.append(xb[:, token_frame_indices()])
     toks, ref, rec = np.concatenate(toks), np.concatenate(refs), np.concatenate(recs)
-    peak = 255.0 if tok.modality == "rgb" else 1.0
-    m = {f"{tok.modality}_psnr_db": psnr(ref, rec, peak), f"{tok.modality}_ssim": ssim(ref, rec, peak),
-         **codebook_stats(toks, tok.spec.vocab_size), "clips": int(len(x))}
+    m = codebook_stats(toks, tok.spec.vocab_size)
+    filled = np.nan_to_num(ref, nan=0.0) if ref.dtype != np.uint8 else ref  # depth: invalid pixels as the tokenizer sees them
+    m[f"{tok.modality}_psnr_db"] = psnr(rec, filled, data_range=1.0 if ref.dtype != np.uint8 else None)
+    m[f"{tok.modality}_ssim"] = ssim(rec, filled, data_range=1.0 if ref.dtype != np.uint8 else None)
+    m.update(score_reconstructions(tok.modality, x, rec, meta))  # the task metrics (rgb: the same PSNR/SSIM)
+    m["clips"] = int(len(x))
     return m, ref, rec
 
 
@@ -352,6 +326,7 @@ class VideoData:
     splits: list[str]
     rgb: list  # per clip uint8 [60, H, W, 3] or None
     depth: list  # per clip float32 [60, H, W] or None
+    meta: list = field(default_factory=list)  # per clip: depth_range and depth_raw_valid (depth ground truth)
 
 
 def load_video_data(paths, max_clips: int | None = None) -> VideoData:
@@ -366,6 +341,7 @@ def load_video_data(paths, max_clips: int | None = None) -> VideoData:
             d.splits.append(c.split)
             d.rgb.append(c.rgb)
             d.depth.append(c.depth)
+            d.meta.append(SimpleNamespace(depth_range=c.depth_range, depth_raw_valid=getattr(c, "depth_raw_valid", None)))
             if max_clips and len(d.ids) >= max_clips:
                 break
     if not d.ids:
@@ -429,10 +405,11 @@ def train_video(clips: list, out, cfg: TrainConfig | None = None, log=print) -> 
         out_dir = Path(out) / m
         ident = save_tokenizer(out_dir, model, kind="fsq", modality=m, registry=registry,
                                model_config=model.cfg.to_dict(), extra=extra)
-        vids = [getattr(data, m)[i] for i in ev if getattr(data, m)[i] is not None]
-        if vids:
+        have = [i for i in ev if getattr(data, m)[i] is not None]
+        if have:
             tok = VideoTokenizer(m, model, registry, ident, device=str(dev))
-            mm, ref, rec = evaluate_video(tok, np.stack(vids))
+            mm, ref, rec = evaluate_video(tok, np.stack([getattr(data, m)[i] for i in have]),
+                                          meta=[data.meta[i] for i in have])
             plot_video(out_dir / "eval.png", m, ref, rec)
             metrics[m] = mm
             cfg_path = out_dir / "config.json"

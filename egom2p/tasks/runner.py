@@ -1,0 +1,177 @@
+"""Running the model on windows: tokenize the conditioning, generate the target, detokenize.
+
+:class:`TaskRunner` holds a model, its registry and the matching tokenizers; :meth:`TaskRunner.run`
+takes windows of standard-clip inputs and returns the target tokenizer's decoded output. The
+conditioning modality is encoded (video tokens from the 16 frames at 8 FPS the tokenizer picks), the
+target is generated with the task's official preset, then decoded.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..modalities import Registry
+from .spec import TaskInputError, TaskSpec
+
+
+def check_registries(model_registry: Registry, tokenizers: dict, ckpt: str = "", tokenizers_dir: str = "") -> None:
+    """Refuse a checkpoint whose modality registry differs from the tokenizers' (clear message)."""
+    for name, tok in tokenizers.items():
+        if name not in model_registry.modalities:
+            raise TaskInputError(f"tokenizer {name!r} in {tokenizers_dir or 'the tokenizers'} is not a modality of "
+                                 f"the checkpoint {ckpt} (registry {model_registry.config!r}: {model_registry.names})")
+        mine = model_registry[name]
+        if tok.spec != mine:
+            raise TaskInputError(
+                f"modality registry mismatch: checkpoint {ckpt} (registry {model_registry.config!r}) has {name} = "
+                f"{mine.token_grid} tokens, vocab {mine.vocab_size}, image {mine.image_size}; the {name} tokenizer "
+                f"in {tokenizers_dir} has {tok.spec.token_grid} tokens, vocab {tok.spec.vocab_size}, image "
+                f"{tok.spec.image_size}. Use tokenizers trained with the checkpoint's registry.")
+
+
+@dataclass
+class Timing:
+    encode_s: float = 0.0
+    generate_s: float = 0.0
+    decode_s: float = 0.0
+    windows: int = 0
+
+    @property
+    def total_s(self) -> float:
+        return self.encode_s + self.generate_s + self.decode_s
+
+    def as_dict(self) -> dict:
+        return {"encode_s": self.encode_s, "generate_s": self.generate_s, "decode_s": self.decode_s,
+                "total_s": self.total_s, "windows": self.windows}
+
+
+def _sync(device) -> None:
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _task(task) -> TaskSpec:
+    from .table import get_task
+
+    return get_task(task) if isinstance(task, str) else task
+
+
+@dataclass
+class TaskRunner:
+    """A model, its registry and the matching tokenizers; runs a task on batches of windows."""
+
+    model: object
+    registry: Registry
+    tokenizers: dict
+    device: str = "cpu"
+    generation: dict = field(default_factory=dict)  # overrides of the preset (e.g. {"steps": 8})
+    seed: int = 0
+    checkpoint: dict = field(default_factory=dict)  # the checkpoint's state.json (+ "path"), when loaded from one
+
+    @classmethod
+    def load(cls, ckpt, tokenizers_dir, device: str = "cpu", allow_foreign_tokenizers: bool = False,
+             **kw) -> "TaskRunner":
+        """Load a verified checkpoint (egom2p.checkpoint) and tokenizers; refuse mismatched registries and
+        tokenizers other than those the model was trained with (unless ``allow_foreign_tokenizers``)."""
+        from ..checkpoint import load_model
+        from ..integrity import check_tokenizer_identities
+        from ..tokenizers import load_tokenizers
+
+        ckpt, tokenizers_dir = os.fspath(ckpt), os.fspath(tokenizers_dir)
+        if not os.path.exists(ckpt):
+            raise TaskInputError(f"{ckpt}: checkpoint not found")
+        if not os.path.isdir(tokenizers_dir):
+            raise TaskInputError(f"{tokenizers_dir}: tokenizers directory not found")
+        model, registry, info = load_model(ckpt, device=device)
+        toks = load_tokenizers(tokenizers_dir, device=device)
+        check_registries(registry, toks, ckpt, tokenizers_dir)
+        check_tokenizer_identities((info.get("db") or {}).get("tokenizers") or {},
+                                   {m: t.identity for m, t in toks.items()}, recorded_in=f"checkpoint {info['path']}",
+                                   actual_in=tokenizers_dir, allow=allow_foreign_tokenizers)
+        return cls(model=model, registry=registry, tokenizers=toks, device=device, checkpoint=info, **kw)
+
+    def image_size(self) -> int:
+        return int(self.registry["rgb"].image_size)
+
+    def tokenizer(self, modality: str):
+        if modality not in self.tokenizers:
+            raise TaskInputError(f"no {modality} tokenizer loaded (have {sorted(self.tokenizers)})")
+        return self.tokenizers[modality]
+
+    def config(self, task: TaskSpec):
+        """The task's official preset (a name egom2p.generate resolves), with ``generation`` overrides applied."""
+        if not self.generation:
+            return task.preset
+        from dataclasses import replace
+
+        from .. import generate as G
+
+        return replace(G.get_preset(task.preset), **self.generation)
+
+    def generate_tokens(self, task: TaskSpec, cond: dict, cfg, generator, first: int):
+        """Target tokens [B, num_tokens] for conditioning tokens ``cond`` (windows ``first``.. of this run)."""
+        import torch
+
+        from ..generate import generate
+
+        with torch.no_grad():
+            return generate(self.model, cond, [task.target], cfg, generator=generator)[task.target]
+
+    def round_trip(self, modality: str, x: np.ndarray, batch_size: int = 8) -> np.ndarray:
+        """Standard-clip arrays of ``modality`` [B, 60, ...] encoded and decoded by its tokenizer."""
+        tok = self.tokenizer(modality)
+        return np.concatenate([np.asarray(tok.decode(tok.encode(x[i:i + batch_size])))
+                               for i in range(0, len(x), batch_size)], 0)
+
+    def run(self, task: TaskSpec | str, inputs: dict[str, np.ndarray], batch_size: int = 8,
+            timing: Timing | None = None, progress: bool = False) -> np.ndarray:
+        """Windows of standard-clip inputs {modality: [W, 60, ...]} -> decoded target for each window.
+
+        Returns the tokenizer's decode output: cam [W, 60, 4, 4]; gaze [W, 60, 2]; depth
+        [W, 16, S, S]; rgb uint8 [W, 16, S, S, 3].
+        """
+        import torch
+
+        task = _task(task)
+        missing = [m for m in task.inputs if m not in inputs]
+        if missing:
+            raise TaskInputError(f"task {task.name} needs {missing}")
+        n = len(next(iter(inputs.values())))
+        cfg = self.config(task)
+        gen = torch.Generator(device=self.device).manual_seed(self.seed)
+        timing = timing if timing is not None else Timing()
+        outs = []
+        rng = range(0, n, batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            rng = tqdm(rng, desc=f"{task.name} windows", unit="batch")
+        for i in rng:
+            t0 = time.perf_counter()
+            cond = {}
+            for m in task.inputs:
+                tok = self.tokenizer(m).encode(inputs[m][i:i + batch_size])
+                cond[m] = torch.as_tensor(np.asarray(tok), dtype=torch.long, device=self.device)
+            _sync(self.device)
+            t1 = time.perf_counter()
+            tokens = self.generate_tokens(task, cond, cfg, gen, i)
+            _sync(self.device)
+            t2 = time.perf_counter()
+            spec = self.registry[task.target]
+            if tokens.min() < 0 or tokens.max() >= spec.vocab_size:
+                raise RuntimeError(f"generated {task.target} tokens outside [0, {spec.vocab_size})")
+            dec = self.tokenizer(task.target).decode(tokens.detach().cpu())
+            dec = dec.detach().cpu().numpy() if hasattr(dec, "detach") else np.asarray(dec)
+            outs.append(dec)
+            t3 = time.perf_counter()
+            timing.encode_s += t1 - t0
+            timing.generate_s += t2 - t1
+            timing.decode_s += t3 - t2
+        timing.windows += n
+        return np.concatenate(outs, 0)
