@@ -29,6 +29,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -115,6 +116,45 @@ def setup_distributed(device_pref: str) -> tuple[int, int, torch.device]:
 # --------------------------------------------------------------------------------------------------
 # training
 # --------------------------------------------------------------------------------------------------
+
+
+class MaskingLog:
+    """How often each modality is a target and fully masked (target without any input token) per sample.
+
+    ``add(batch)`` counts a sampler batch (this rank's samples); ``step_shares()`` gives the last
+    batch's shares (metrics.jsonl), ``interval_shares()`` those since the previous call (TensorBoard)
+    and ``run_line()`` the whole run's, for stdout.
+    """
+
+    def __init__(self, modalities):
+        from .sampler import batch_masking_counts
+
+        self.names, self._count = list(modalities), batch_masking_counts
+        self.last = self.interval = self.run = None
+
+    def add(self, batch: dict) -> None:
+        c = self._count(batch, self.names)
+        v = np.concatenate([[c["samples"]], c["target"], c["fully_masked"]]).astype(np.float64)
+        self.last = v
+        self.interval = v if self.interval is None else self.interval + v
+        self.run = v if self.run is None else self.run + v
+
+    def _shares(self, v) -> dict:
+        n, M = max(v[0], 1.0), len(self.names)
+        return {**{f"mask_target_{m}": v[1 + i] / n for i, m in enumerate(self.names)},
+                **{f"mask_full_{m}": v[1 + M + i] / n for i, m in enumerate(self.names)}}
+
+    def step_shares(self) -> dict:
+        return self._shares(self.last)
+
+    def interval_shares(self) -> dict:
+        out, self.interval = self._shares(self.interval), None
+        return out
+
+    def run_line(self) -> str:
+        s = self._shares(self.run)
+        return (f"masking over {int(self.run[0])} samples: target " + " ".join(f"{m} {s[f'mask_target_{m}']:.2f}"
+                for m in self.names) + " | fully masked " + " ".join(f"{m} {s[f'mask_full_{m}']:.2f}" for m in self.names))
 
 
 def _log(rank: int, msg: str):
@@ -219,7 +259,9 @@ def train(cfg, db_path: str, out: str | None = None, resume: str | None = None, 
     last_ckpt = None
     t_last, tok_last = time.perf_counter(), 0
     model.train()
+    masking = MaskingLog(model.modalities)
     for step, batch in zip(range(start, steps), loader):
+        masking.add(batch)
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "row"}
         tokens_seen += tokens_per_step
         lr = lr_at(tokens_seen, total_tokens, float(cfg.optim.lr), float(cfg.optim.min_lr),
@@ -250,7 +292,7 @@ def train(cfg, db_path: str, out: str | None = None, resume: str | None = None, 
         tok_last += n_valid.sum().item()
         if rank == 0:
             rec = {"step": step + 1, "loss": vals[0], **{f"loss_{m}": v for m, v in zip(mods, vals[1:])}, "lr": lr,
-                   "grad_norm": float(grad_norm), "tokens": tokens_seen}
+                   "grad_norm": float(grad_norm), "tokens": tokens_seen, **masking.step_shares()}
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
             if writer is not None:
@@ -267,9 +309,13 @@ def train(cfg, db_path: str, out: str | None = None, resume: str | None = None, 
                 t_last, tok_last = now, 0
                 if writer is not None:
                     writer.add_scalar("train/tokens_per_s", tps, step + 1)
+                    for k, v in masking.interval_shares().items():
+                        writer.add_scalar(f"masking/{k[5:]}", v, step + 1)
                 per = " ".join(f"{m} {v:.3f}" for m, v in zip(mods, vals[1:]))
                 print(f"step {step + 1:>6}/{steps}  loss {vals[0]:.4f}  [{per}]  lr {lr:.2e}  "
                       f"{tps:,.0f} tok/s", flush=True)
+                if step == start or step + 1 == steps:
+                    print(masking.run_line(), flush=True)
         if (step + 1) % int(cfg.train.ckpt_every) == 0 or step + 1 == steps:
             if rank == 0:
                 last_ckpt = save(step + 1)
