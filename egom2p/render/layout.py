@@ -117,29 +117,40 @@ def check_output_dir(out: Path, record: dict) -> None:
 
 
 class _Mp4Writer:
-    """Streams RGB frames into ffmpeg (H.264, yuv420p, 30 FPS) while rendering."""
+    """Encodes RGB frames to H.264 (yuv420p, 30 FPS, x264 ultrafast, one thread) in this process with
+    PyAV while rendering: no ffmpeg process to start per sequence (about 90 ms of CPU saved each)."""
 
     def __init__(self, path: Path, width: int, height: int, fps: int, crf: int = 17):
+        import av
+
         if width % 2 or height % 2:
             raise ValueError(f"mp4 needs even width and height, got {width}x{height}; use rgb_format='png'")
         self.path = path
-        cmd = ["ffmpeg", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
-               "-r", str(fps), "-i", "pipe:0", "-c:v", "libx264", "-preset", "ultrafast", "-crf", str(crf),
-               "-pix_fmt", "yuv420p", "-threads", "1", "-movflags", "+faststart", str(path)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._av = av
+        self.container = av.open(str(path), "w", options={"movflags": "+faststart"})
+        self.stream = self.container.add_stream("libx264", rate=fps)
+        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
+        self.stream.options = {"preset": "ultrafast", "crf": str(crf)}
+        self.stream.codec_context.thread_count = 1
 
     def write(self, frame: np.ndarray) -> None:
-        self.proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+        vf = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        for packet in self.stream.encode(vf):
+            self.container.mux(packet)
 
     def close(self) -> None:
-        self.proc.stdin.close()
-        err = self.proc.stderr.read().decode(errors="replace")
-        if self.proc.wait() != 0:
-            raise RenderLayoutError(self.path, f"ffmpeg failed: {err[-300:]}")
+        try:
+            for packet in self.stream.encode():
+                self.container.mux(packet)
+            self.container.close()
+        except self._av.FFmpegError as e:
+            raise RenderLayoutError(self.path, f"H.264 encoding failed: {e}") from e
 
     def abort(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+        try:
+            self.container.close()
+        except Exception:  # already failed; the partial folder is removed by the caller
+            pass
 
 
 class _PngWriter:
