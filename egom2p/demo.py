@@ -46,10 +46,18 @@ class DataPaths:
     db: Path
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (Ray workers are not counted)."""
+    import resource
+
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
 def _run(argv: list[str], train: bool = False) -> None:
     name = "egom2p-train" if train else "egom2p"
     print(f"\n$ {name} {shlex.join(argv)}", flush=True)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_s()
     if train:
         from .train import main as entry
     else:
@@ -57,7 +65,7 @@ def _run(argv: list[str], train: bool = False) -> None:
     rc = entry(argv)
     if rc:
         raise SystemExit(f"demo step failed (exit {rc}): {name} {shlex.join(argv)}")
-    print(f"[demo] done in {time.perf_counter() - t0:.1f} s", flush=True)
+    print(f"[demo] done in {time.perf_counter() - t0:.1f} s (cpu {_cpu_s() - c0:.1f} s)", flush=True)
 
 
 def build_data(cfg: DemoConfig, out: Path) -> DataPaths:
