@@ -2,14 +2,18 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= demo_out
+QUALITY_OUT ?= quality_out
 
-.PHONY: setup demo test test-fast bench gpu-bench prefect-up prefect-down clean
+.PHONY: setup demo quality test test-fast bench gpu-bench prefect-up prefect-down clean
 
 setup:
 	@VENV=$(VENV) bash scripts/setup.sh
 
 demo: setup
 	$(VENV)/bin/egom2p demo --out $(DEMO_OUT)
+
+quality: setup
+	$(VENV)/bin/egom2p quality --out $(QUALITY_OUT)
 
 test: setup
 	$(PY) -m pytest -q
@@ -30,4 +34,4 @@ prefect-down:
 	bash scripts/prefect_local.sh stop
 
 clean:
-	rm -rf $(DEMO_OUT) .scratch
+	rm -rf $(DEMO_OUT) $(QUALITY_OUT) .scratch

@@ -5,6 +5,7 @@ render -> curate -> train tokenizers (tiny) -> tokenize -> train EgoM2P (tiny) -
 Every step runs the real ``egom2p`` / ``egom2p-train`` command line in this process, printed as a
 user would type it, so the demo doubles as a walkthrough. Steps whose outputs already exist are
 skipped on a re-run (each command is itself resumable), so an interrupted demo continues.
+:mod:`egom2p.quality` reuses the same steps on a larger world for the learning curve.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+TASKS = ("camera", "gaze", "depth", "rgb")
+
 
 @dataclass
 class DemoConfig:
@@ -27,16 +30,36 @@ class DemoConfig:
     seconds: int = 8  # seconds per sequence -> 4 clips each
     size: int = 128  # rendered and standard image side
     seed: int = 0
+    jobs: int = 2  # sequences rendered in parallel (one core each)
     tokenizer_steps: int = 1000  # gaze / cam VQ-VAE steps
     video_steps: int = 500  # FSQ video tokenizer steps
     train_steps: int = 1500  # EgoM2P tiny steps
     eval_limit: int = 12
 
 
+@dataclass
+class DataPaths:
+    """Where the shared steps (render, curate, tokenizers, tokenize) put their outputs."""
+
+    raw: Path
+    clips: Path  # the clips folder
+    table: Path  # clips/egogen.lance
+    tokenizers: Path
+    db: Path
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (Ray workers are not counted)."""
+    import resource
+
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
 def _run(argv: list[str], train: bool = False) -> None:
     name = "egom2p-train" if train else "egom2p"
     print(f"\n$ {name} {shlex.join(argv)}", flush=True)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_s()
     if train:
         from .train import main as entry
     else:
@@ -44,58 +67,73 @@ def _run(argv: list[str], train: bool = False) -> None:
     rc = entry(argv)
     if rc:
         raise SystemExit(f"demo step failed (exit {rc}): {name} {shlex.join(argv)}")
-    print(f"[demo] done in {time.perf_counter() - t0:.1f} s", flush=True)
+    print(f"[demo] done in {time.perf_counter() - t0:.1f} s (cpu {_cpu_s() - c0:.1f} s)", flush=True)
+
+
+def build_data(cfg: DemoConfig, out: Path) -> DataPaths:
+    """render -> curate -> tokenizers -> tokenize under ``out`` (each step skipped when already done)."""
+    p = DataPaths(raw=out / "raw", clips=out / "clips", table=out / "clips" / "egogen.lance",
+                  tokenizers=out / "tokenizers", db=out / "tokens" / "demo.lance")
+    _run(["render", "egogen", "--out", str(p.raw), "--sequences", str(cfg.sequences), "--seconds", str(cfg.seconds),
+          "--seed", str(cfg.seed), "--size", str(cfg.size), "--jobs", str(cfg.jobs), "--preview"])
+    _run(["curate", "egogen", "--raw", str(p.raw), "--out", str(p.clips), "--size", str(cfg.size)])
+    _run(["clips", "info", str(p.table)])
+    for kind, steps in (("cam", cfg.tokenizer_steps), ("gaze", cfg.tokenizer_steps), ("video", cfg.video_steps)):
+        done = p.tokenizers / ("rgb" if kind == "video" else kind) / "config.json"
+        if done.exists():
+            print(f"\n[demo] tokenizer {kind} exists ({done.parent}), skipped")
+            continue
+        _run(["tokenizer", "train", kind, "--clips", str(p.table), "--out", str(p.tokenizers), "registry=tiny",
+              "size=tiny", f"steps={steps}", f"seed={cfg.seed}"])
+    _run(["tokenize", "--clips", str(p.table), "--tokenizers", str(p.tokenizers), "--out", str(p.db)])
+    _run(["db", "info", str(p.db)])
+    return p
+
+
+def train_model(db: Path, run_dir: Path, steps: int, seed: int) -> None:
+    """Train EgoM2P tiny on ``db`` into ``run_dir`` (skipped when the run exists)."""
+    if (run_dir / "latest").exists() or any(run_dir.glob("checkpoints/step_*")) or any(run_dir.glob("step_*")):
+        print(f"\n[demo] model run exists ({run_dir}), skipped")
+        return
+    _run(["--db", str(db), "--out", str(run_dir), "model=tiny", f"train.steps={steps}", f"seed={seed}"], train=True)
+
+
+def evaluate_tasks(run_dir: Path, data: DataPaths, evals: Path, limit: int) -> dict:
+    """``egom2p eval`` of the four tasks on the held-out clips; returns {task: eval JSON}."""
+    results = {}
+    for task in TASKS:
+        _run(["eval", task, "--ckpt", str(run_dir), "--tokenizers", str(data.tokenizers), "--clips", str(data.table),
+              "--split", "val", "--limit", str(limit), "--out", str(evals)])
+        f = evals / f"eval_{task}.json"
+        if f.exists():
+            results[task] = json.loads(f.read_text())
+    return results
 
 
 def run_demo(cfg: DemoConfig) -> dict:
     out = Path(cfg.out)
-    raw, clips, toks = out / "raw", out / "clips", out / "tokenizers"
-    db, run_dir, pred, evals = out / "tokens" / "demo.lance", out / "runs" / "tiny", out / "predict", out / "eval"
+    run_dir, pred, evals = out / "runs" / "tiny", out / "predict", out / "eval"
     t_start = time.perf_counter()
 
-    _run(["render", "egogen", "--out", str(raw), "--sequences", str(cfg.sequences), "--seconds", str(cfg.seconds),
-          "--seed", str(cfg.seed), "--size", str(cfg.size), "--preview"])
-    _run(["curate", "egogen", "--raw", str(raw), "--out", str(clips), "--size", str(cfg.size)])
-    table = clips / "egogen.lance"
-    _run(["clips", "info", str(table)])
-    for kind, steps in (("cam", cfg.tokenizer_steps), ("gaze", cfg.tokenizer_steps), ("video", cfg.video_steps)):
-        done = toks / ("rgb" if kind == "video" else kind) / "config.json"
-        if done.exists():
-            print(f"\n[demo] tokenizer {kind} exists ({done.parent}), skipped")
-            continue
-        _run(["tokenizer", "train", kind, "--clips", str(table), "--out", str(toks), "registry=tiny", "size=tiny",
-              f"steps={steps}", f"seed={cfg.seed}"])
-    _run(["tokenize", "--clips", str(table), "--tokenizers", str(toks), "--out", str(db)])
-    _run(["db", "info", str(db)])
-    if not (run_dir / "latest").exists() and not any(run_dir.glob("step_*")):
-        _run(["--db", str(db), "--out", str(run_dir), "model=tiny", f"train.steps={cfg.train_steps}",
-              f"seed={cfg.seed}"], train=True)
-    else:
-        print(f"\n[demo] model run exists ({run_dir}), skipped")
-
-    held_out = _first_val_sequence(raw)
+    data = build_data(cfg, out)
+    train_model(data.db, run_dir, cfg.train_steps, cfg.seed)
+    held_out = _first_val_sequence(data.raw)
     gt = _ground_truth_tum(held_out, pred / "camera_gt.tum")
-    _run(["predict", "camera", "--ckpt", str(run_dir), "--tokenizers", str(toks), "--video", str(held_out / "rgb.mp4"),
-          "--out", str(pred / "camera"), "--gt", str(gt)])
-    results = {}
-    for task in ("camera", "gaze", "depth", "rgb"):
-        _run(["eval", task, "--ckpt", str(run_dir), "--tokenizers", str(toks), "--clips", str(table), "--split", "val",
-              "--limit", str(cfg.eval_limit), "--out", str(evals)])
-        f = evals / f"eval_{task}.json"
-        if f.exists():
-            results[task] = json.loads(f.read_text())
+    _run(["predict", "camera", "--ckpt", str(run_dir), "--tokenizers", str(data.tokenizers), "--video",
+          str(held_out / "rgb.mp4"), "--out", str(pred / "camera"), "--gt", str(gt)])
+    results = evaluate_tasks(run_dir, data, evals, cfg.eval_limit)
 
     minutes = (time.perf_counter() - t_start) / 60
     print(f"""
 [demo] finished in {minutes:.1f} min. Where to look:
-  renders + previews : {raw}/*/preview.png
-  clips table        : {table}   (egom2p clips info {table})
-  tokenizers         : {toks}
-  token DB           : {db}   (egom2p db info {db})
+  renders + previews : {data.raw}/*/preview.png
+  clips table        : {data.table}   (egom2p clips info {data.table})
+  tokenizers         : {data.tokenizers}
+  token DB           : {data.db}   (egom2p db info {data.db})
   model run          : {run_dir}   (tensorboard --logdir {run_dir})
   camera prediction  : {pred / 'camera'}
   eval tables        : {evals}/eval_*.md
-  3D viewer          : egom2p view {evals}   (or {pred / 'camera'}, {table}; --save FILE.rrd)
+  3D viewer          : egom2p view {evals}   (or {pred / 'camera'}, {data.table}; --save FILE.rrd)
   notebooks          : notebooks/inspect_clips.ipynb, inspect_tokens.ipynb, predictions.ipynb (defaults point here)
   Prefect UI         : http://127.0.0.1:4200 if you started a server (scripts/prefect_local.sh)""")
     return results

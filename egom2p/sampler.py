@@ -11,7 +11,11 @@ workers) a generator seeded with ``(seed, i)`` decides, in this order:
 3. one concentration ``alpha`` of the mixture {0.01, 0.1, 1, 10} and, over the modalities *present in
    that clip*, a symmetric Dirichlet draw for the input budget and another for the target budget;
    the integer budgets are filled proportionally and capped by each modality's token count (the
-   excess goes to the other present modalities); missing modalities get nothing;
+   excess goes to the other present modalities); missing modalities get nothing. With the default
+   ``masking: balanced`` a random subset of the present modalities (each with probability
+   ``target_modality_prob``, at least one) shares the target budget, which is filled first, and the
+   input budget takes the tokens left; ``masking: 4m`` fills the input budget first, as the paper
+   does (docs/masking.md measures both);
 4. per modality a random permutation of its token positions: the first ``n_in`` are inputs, the next
    ``n_tgt`` targets, so inputs and targets are disjoint.
 
@@ -59,6 +63,8 @@ class MixtureConfig:
     target_budget: int = 2048
     split: Optional[str] = "train"  # None = all rows
     empty_input_prob: float = 0.0  # share of samples with no inputs (trains the unconditional pass of CFG)
+    masking: str = "balanced"  # balanced (target modalities first, docs/masking.md) | 4m (the paper's order)
+    target_modality_prob: float = 0.5  # balanced: chance that a present modality takes part in the targets
 
     @classmethod
     def from_dict(cls, d: dict) -> "MixtureConfig":
@@ -123,22 +129,77 @@ def allocate(p: np.ndarray, budget: int, caps: np.ndarray) -> np.ndarray:
     return alloc
 
 
+MASKINGS = ("balanced", "4m")
+
+
 def mask_sample(rng: np.random.Generator, present: list[int], num_tokens: list[int], alphas, input_budget: int,
-                target_budget: int, empty_input_prob: float = 0.0) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """One sample's masking: [(modality index, input positions, target positions)] for present modalities."""
+                target_budget: int, empty_input_prob: float = 0.0, masking: str = "balanced",
+                target_modality_prob: float = 0.5) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """One sample's masking: [(modality index, input positions, target positions)] for present modalities.
+
+    ``masking="4m"`` is the paper's (4M's) order: Dirichlet input budget first, then the target
+    budget from the tokens left. A small modality (gaze/cam: 30 tokens) then mostly ends up entirely
+    among the inputs and is rarely a target. ``"balanced"`` (default) first picks the *target
+    modalities* (each present one with probability ``target_modality_prob``, at least one), fills
+    the target budget among them first (Dirichlet, capped by their token counts), then the input
+    budget from every present modality's remaining tokens (Dirichlet). See docs/masking.md.
+    """
+    if masking not in MASKINGS:
+        raise SamplerError(f"unknown masking {masking!r}; choose one of {MASKINGS}")
     k = len(present)
     alpha = float(alphas[rng.integers(len(alphas))])
     caps = np.array([num_tokens[m] for m in present], dtype=np.int64)
     p_in = _dirichlet(rng, alpha, k)
     p_tgt = _dirichlet(rng, alpha, k)
     empty = empty_input_prob > 0 and rng.random() < empty_input_prob
-    n_in = allocate(p_in, 0 if empty else input_budget, caps)
-    n_tgt = allocate(p_tgt, target_budget, caps - n_in)
+    if masking == "4m":
+        n_in = allocate(p_in, 0 if empty else input_budget, caps)
+        n_tgt = allocate(p_tgt, target_budget, caps - n_in)
+    else:
+        n_tgt = allocate(p_tgt * target_modalities(rng, k, target_modality_prob), target_budget, caps)
+        n_in = allocate(p_in, 0 if empty else input_budget, caps - n_tgt)
     out = []
     for j, m in enumerate(present):
         perm = rng.permutation(num_tokens[m])
         out.append((m, np.sort(perm[:n_in[j]]), np.sort(perm[n_in[j]:n_in[j] + n_tgt[j]])))
     return out
+
+
+def target_modalities(rng: np.random.Generator, k: int, prob: float) -> np.ndarray:
+    """0/1 float mask [k]: each of ``k`` modalities is a target modality with probability ``prob``, at least one."""
+    chosen = rng.random(k) < prob
+    if not chosen.any():
+        chosen[rng.integers(k)] = True
+    return chosen.astype(np.float64)
+
+
+def masking_shares(present: list[str], num_tokens: dict[str, int], input_budget: int, target_budget: int,
+                   alphas=DEFAULT_ALPHAS, samples: int = 10000, seed: int = 0, **kw) -> dict[str, dict[str, float]]:
+    """Monte-Carlo share of samples in which each of the ``present`` modalities is a target (>= 1 target
+    token), fully masked (a target with no input token: predicted from the other modalities only), all
+    targets (every token a target) and all inputs (every token an input)."""
+    rng = np.random.default_rng(seed)
+    idx = list(range(len(present)))
+    ntok = [int(num_tokens[m]) for m in present]
+    acc = np.zeros((len(present), 4))
+    for _ in range(samples):
+        for j, inp, tgt in mask_sample(rng, idx, ntok, alphas, input_budget, target_budget, **kw):
+            acc[j] += (len(tgt) > 0, len(tgt) > 0 and len(inp) == 0, len(tgt) == ntok[j], len(inp) == ntok[j])
+    acc /= samples
+    keys = ("target", "fully_masked", "all_target", "all_input")
+    return {m: dict(zip(keys, acc[j].round(4).tolist())) for j, m in enumerate(present)}
+
+
+def batch_masking_counts(batch: dict, modalities) -> dict[str, np.ndarray]:
+    """Per modality, how many samples of a sampler batch have it as a target and as a fully masked target
+    (>= 1 target token, no input token): {"samples": n, "target": [M], "fully_masked": [M]}."""
+    enc_mod, enc_valid = batch["enc_mod"], batch["enc_valid"]
+    dec_mod, dec_valid = batch["dec_mod"], batch["dec_valid"]
+    M = len(modalities)
+    is_in = torch.stack([((enc_mod == m) & enc_valid).any(1) for m in range(M)], 1)  # [B, M]
+    is_tgt = torch.stack([((dec_mod == m) & dec_valid).any(1) for m in range(M)], 1)
+    return {"samples": int(enc_mod.shape[0]), "target": is_tgt.sum(0).cpu().numpy(),
+            "fully_masked": (is_tgt & ~is_in).sum(0).cpu().numpy()}
 
 
 def _dirichlet(rng: np.random.Generator, alpha: float, k: int) -> np.ndarray:
@@ -196,6 +257,10 @@ class MaskingSampler:
                                f"{list(self.all_modalities)}")
         if not mix.modalities:
             raise SamplerError("the mixture lists no modalities")
+        if mix.masking not in MASKINGS:
+            raise SamplerError(f"unknown masking {mix.masking!r}; choose one of {MASKINGS}")
+        if not 0 < mix.target_modality_prob <= 1:
+            raise SamplerError(f"target_modality_prob must be in (0, 1], got {mix.target_modality_prob}")
         if not mix.alphas or any(float(a) <= 0 for a in mix.alphas):
             raise SamplerError(f"Dirichlet alphas must be positive, got {mix.alphas}")
         self.mod_idx = [self.all_modalities.index(m) for m in mix.modalities]
@@ -292,7 +357,8 @@ class MaskingSampler:
         enc_valid, dec_valid = np.zeros((B, Ni), bool), np.zeros((B, Nt), bool)
         for b, rng in enumerate(rngs):
             have = [m for m in self.mod_idx if present[m][b]]
-            plan = mask_sample(rng, have, self.num_tokens, self.mix.alphas, Ni, Nt, self.mix.empty_input_prob)
+            plan = mask_sample(rng, have, self.num_tokens, self.mix.alphas, Ni, Nt, self.mix.empty_input_prob,
+                               self.mix.masking, self.mix.target_modality_prob)
             i = t = 0
             for m, inp, tgt in plan:
                 row = toks[m][b]

@@ -41,6 +41,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -267,6 +268,43 @@ def train_step(step_model, model, opt, batch: dict, amp, grad_clip: float, world
     opt.step()
     return loss, per_mod, global_counts, grad_norm
 
+class MaskingLog:
+    """How often each modality is a target and fully masked (target without any input token) per sample.
+
+    ``add(batch)`` counts a sampler batch (this rank's samples); ``step_shares()`` gives the last
+    batch's shares (metrics.jsonl), ``interval_shares()`` those since the previous call (TensorBoard)
+    and ``run_line()`` the whole run's, for stdout.
+    """
+
+    def __init__(self, modalities):
+        from .sampler import batch_masking_counts
+
+        self.names, self._count = list(modalities), batch_masking_counts
+        self.last = self.interval = self.run = None
+
+    def add(self, batch: dict) -> None:
+        c = self._count(batch, self.names)
+        v = np.concatenate([[c["samples"]], c["target"], c["fully_masked"]]).astype(np.float64)
+        self.last = v
+        self.interval = v if self.interval is None else self.interval + v
+        self.run = v if self.run is None else self.run + v
+
+    def _shares(self, v) -> dict:
+        n, M = max(v[0], 1.0), len(self.names)
+        return {**{f"mask_target_{m}": v[1 + i] / n for i, m in enumerate(self.names)},
+                **{f"mask_full_{m}": v[1 + M + i] / n for i, m in enumerate(self.names)}}
+
+    def step_shares(self) -> dict:
+        return self._shares(self.last)
+
+    def interval_shares(self) -> dict:
+        out, self.interval = self._shares(self.interval), None
+        return out
+
+    def run_line(self) -> str:
+        s = self._shares(self.run)
+        return (f"masking over {int(self.run[0])} samples: target " + " ".join(f"{m} {s[f'mask_target_{m}']:.2f}"
+                for m in self.names) + " | fully masked " + " ".join(f"{m} {s[f'mask_full_{m}']:.2f}" for m in self.names))
 
 
 def _log(rank: int, msg: str):
@@ -395,7 +433,9 @@ def train(cfg, db_path: str, out: str | None = None, resume: str | None = None, 
     last_ckpt = None
     t_last, tok_last, flops_last = time.perf_counter(), 0.0, 0.0
     model.train()
+    masking = MaskingLog(model.modalities)
     for step, batch in zip(range(start, steps), loader):
+        masking.add(batch)
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "row"}
         tokens_seen += step_tokens
         lr = lr_at(tokens_seen, total_tokens, float(cfg.optim.lr), float(cfg.optim.min_lr),
@@ -419,7 +459,7 @@ def train(cfg, db_path: str, out: str | None = None, resume: str | None = None, 
         log_now = (step + 1) % int(tcfg.log_every) == 0 or step == start or step + 1 == steps
         if rank == 0:
             rec = {"step": step + 1, "loss": vals[0], **{f"loss_{m}": v for m, v in zip(mods, vals[1:])}, "lr": lr,
-                   "grad_norm": grad_norm, "tokens": tokens_seen}
+                   "grad_norm": grad_norm, "tokens": tokens_seen, **masking.step_shares()}
             if log_now:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
@@ -442,10 +482,14 @@ def train(cfg, db_path: str, out: str | None = None, resume: str | None = None, 
                     writer.add_scalar("train/tflops_per_s", flops_s / 1e12, step + 1)
                     if util is not None:
                         writer.add_scalar("train/mfu", util, step + 1)
+                    for k, v in masking.interval_shares().items():
+                        writer.add_scalar(f"masking/{k[5:]}", v, step + 1)
             if log_now:
                 per = " ".join(f"{m} {v:.3f}" for m, v in zip(mods, vals[1:]))
                 print(f"step {step + 1:>6}/{steps}  loss {vals[0]:.4f}  [{per}]  lr {lr:.2e}  "
                       f"{tps:,.0f} tok/s  MFU {'n/a' if util is None else f'{100 * util:.1f}%'}", flush=True)
+                if step == start or step + 1 == steps:
+                    print(masking.run_line(), flush=True)
         if (step + 1) % int(tcfg.ckpt_every) == 0 or step + 1 == steps:
             last_ckpt = save(step + 1)
     if writer is not None:

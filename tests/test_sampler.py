@@ -123,3 +123,53 @@ def test_bad_input_errors(db):
         MaskingSampler(db, {"modalities": ["gaze", "cam"], "input_budget": 40, "target_budget": 40})
     with pytest.raises(SamplerError, match="no clip with any of the modalities"):
         MaskingSampler(db, {"input_budget": 8, "target_budget": 8, "modalities": ["gaze"], "datasets": ["hot3d"]})
+
+
+def test_balanced_masking_makes_every_modality_a_target():
+    """Under the paper's order (4m) a 30-token modality beside video is mostly all input; balanced
+    masking makes it a fully masked target in a large share of samples, at base and tiny budgets."""
+    from egom2p.modalities import get_registry
+    from egom2p.sampler import masking_shares
+
+    for reg, budgets in (("base", (2048, 2048)), ("tiny", (128, 128))):
+        nt = {m.name: m.num_tokens for m in get_registry(reg)}
+        for present in (["rgb", "gaze", "cam"], ["rgb", "depth", "gaze", "cam"]):
+            old = masking_shares(present, nt, *budgets, samples=2000, masking="4m")
+            new = masking_shares(present, nt, *budgets, samples=2000, masking="balanced")
+            assert old["cam"]["target"] < 0.4 and old["cam"]["all_input"] > 0.4  # the issue's measurement
+            for m in present:
+                assert new[m]["target"] >= 0.5, (reg, present, m, new[m])
+            for m in ("gaze", "cam"):
+                assert new[m]["fully_masked"] >= 0.45 and new[m]["all_input"] < 0.35, (reg, present, m, new[m])
+
+
+def test_balanced_masking_keeps_budgets_and_disjointness():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        present = sorted(rng.choice(4, size=int(rng.integers(1, 5)), replace=False).tolist())
+        ntok = [320, 320, 30, 30]
+        plan = mask_sample(rng, present, ntok, [0.01, 0.1, 1.0, 10.0], 128, 128, 0.1, "balanced")
+        assert [m for m, _, _ in plan] == present
+        total = sum(ntok[m] for m in present)
+        n_tgt = sum(len(t) for _, _, t in plan)
+        n_in = sum(len(i) for _, i, _ in plan)
+        assert n_tgt == min(128, total) and n_in <= min(128, total - n_tgt)
+        for m, inp, tgt in plan:
+            assert not set(inp.tolist()) & set(tgt.tolist())
+            assert len(set(inp.tolist())) == len(inp) and (np.concatenate([inp, tgt]) < ntok[m]).all()
+    with pytest.raises(SamplerError, match="unknown masking"):
+        mask_sample(rng, [0], [30], [1.0], 8, 8, masking="bogus")
+
+
+def test_batch_masking_counts(db):
+    from egom2p.sampler import batch_masking_counts
+
+    s = MaskingSampler(db, MIX, seed=3, batch_size=16)
+    batch = s.batch(0)
+    c = batch_masking_counts(batch, s.all_modalities)
+    assert c["samples"] == 16
+    for k in range(len(s.all_modalities)):
+        tgt = ((batch["dec_mod"] == k) & batch["dec_valid"]).any(1)
+        inp = ((batch["enc_mod"] == k) & batch["enc_valid"]).any(1)
+        assert c["target"][k] == int(tgt.sum()) and c["fully_masked"][k] == int((tgt & ~inp).sum())
+    assert (c["fully_masked"] <= c["target"]).all() and c["target"].sum() > 0

@@ -217,3 +217,46 @@ def test_gpu_check_smoke_runs_on_cpu():
         assert (f"tokenizer_{m}_vqvae_tiny", "encode_clips_per_s") in checks
     assert ("tokenizer_video_fsq_tiny", "encode_clips_per_s") in checks
     assert all(set(d) >= {"check", "metric", "value", "unit"} and d["value"] > 0 for d in lines)
+
+
+def test_sequence_augmentation_gives_valid_clips():
+    from egom2p.geometry import relative_to_first
+    from egom2p.tokenizers.train import augment_sequences
+
+    c = make_clip(seed=3, modalities=("gaze", "cam"))
+    cam = c.cam[None].astype(np.float64)
+    aug = augment_sequences("cam", cam)
+    assert aug.shape == (4, 60, 4, 4)
+    np.testing.assert_allclose(aug[0], cam[0])
+    R = aug[..., :3, :3]
+    np.testing.assert_allclose(R @ np.swapaxes(R, -1, -2), np.broadcast_to(np.eye(3), R.shape), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-6)
+    np.testing.assert_allclose(aug[:, 0], np.broadcast_to(np.eye(4), (4, 4, 4)), atol=1e-6)  # frame 0 = identity
+    # mirrored: x of every position flips, height and forward motion stay
+    np.testing.assert_allclose(aug[1, :, :3, 3], cam[0, :, :3, 3] * [-1, 1, 1], atol=1e-6)
+    # reversed: the same path walked backwards, relative to its new first frame
+    np.testing.assert_allclose(aug[2], relative_to_first(cam[0, ::-1]), atol=1e-6)
+    step_fwd = np.linalg.inv(cam[0, 10]) @ cam[0, 11]
+    step_rev = np.linalg.inv(aug[2, 60 - 12]) @ aug[2, 60 - 11]  # frames 11 -> 10 of the original
+    np.testing.assert_allclose(step_rev, np.linalg.inv(step_fwd), atol=1e-6)
+    g = np.stack([c.gaze, c.gaze])
+    ag = augment_sequences("gaze", g)
+    assert ag.shape == (8, 60, 2)
+    np.testing.assert_allclose(ag[2, :, 0], 1 - g[0, :, 0])
+    np.testing.assert_allclose(ag[4], g[0, ::-1])
+
+
+def test_vqvae_velocity_term_penalises_jitter():
+    from egom2p.tokenizers.vqvae import SequenceVQVAE, VQVAEConfig
+
+    torch.manual_seed(0)
+    x = torch.cumsum(torch.randn(2, 60, 9) * 0.1, 1)
+    for vel in (0.0, 5.0):
+        m = SequenceVQVAE(VQVAEConfig(in_channels=9, dim=32, depth=1, heads=2, codebook_size=16, velocity=vel)).eval()
+        loss, st = m.loss(x)
+        assert ("vel" in st) == (vel > 0)
+        if vel:
+            rec, _, commit = m(x)
+            dv = (rec[:, 1:] - rec[:, :-1]) - (x[:, 1:] - x[:, :-1])
+            expect = st["rec"] + 0.25 * float(commit) + vel * float((dv**2).mean())
+            assert float(loss) == pytest.approx(expect, rel=1e-5)

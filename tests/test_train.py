@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -55,28 +56,32 @@ def test_golden_losses(tmp_path):
 
 
 def test_loss_falls_and_checkpoint_is_complete(db, tmp_path, capsys):
-    rc = main(["--db", db, "--out", str(tmp_path / "run"), *FAST, "train.steps=80", "train.ckpt_every=40",
+    rc = main(["--db", db, "--out", str(tmp_path / "run"), *FAST, "train.steps=100", "train.ckpt_every=40",
                "train.log_every=20", "optim.warmup_tokens=10000", "train.tensorboard=true"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "step     20/80" in out and "tok/s" in out and "[cam " in out and "rgb " in out
+    assert "step     20/100" in out and "tok/s" in out and "[cam " in out and "rgb " in out
     assert "MFU n/a" in out  # no known bf16 peak for a CPU
+    assert "masking over 800 samples: target " in out and "| fully masked " in out
     recs = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in recs]
-    assert len(losses) == 80
-    logged = [r for r in recs if "tokens_per_s" in r]  # the log steps: 1, 20, 40, 60, 80
-    assert [r["step"] for r in logged] == [1, 20, 40, 60, 80]
+    assert len(losses) == 100
+    logged = [r for r in recs if "tokens_per_s" in r]  # the log steps: 1, 20, 40, 60, 80, 100
+    assert [r["step"] for r in logged] == [1, 20, 40, 60, 80, 100]
     assert all(r["tokens_per_s"] > 0 and r["tflops_per_s"] > 0 and r["mfu"] is None for r in logged)
+    for m in ("rgb", "depth", "gaze", "cam"):  # per-step masking shares; every modality a target often
+        assert all(0 <= r[f"mask_full_{m}"] <= r[f"mask_target_{m}"] <= 1 for r in recs)
+        assert np.mean([r[f"mask_target_{m}"] for r in recs]) > 0.3
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
     print(f"loss {first:.3f} -> {last:.3f}")
     assert last < first - 0.25
     ck = tmp_path / "run" / "checkpoints"
-    assert (ck / "latest").read_text().strip() == "step_0000080" and (ck / "step_0000040").is_dir()
+    assert (ck / "latest").read_text().strip() == "step_0000100" and (ck / "step_0000040").is_dir()
     st = read_state(tmp_path / "run")
-    assert st["step"] == 80 and st["db"]["version"] == open_token_db(db).version and st["db"]["path"] == db
+    assert st["step"] == 100 and st["db"]["version"] == open_token_db(db).version and st["db"]["path"] == db
     assert st["config"]["model"]["name"] == "tiny" and st["code"]["package"] and "git_sha" in st["code"]
-    assert st["sampler"] == {"seed": 0, "next_batch": 80}
-    assert {p.name for p in (ck / "step_0000080").iterdir()} == {"model.safetensors", "optimizer.pt", "rng.pt",
+    assert st["sampler"] == {"seed": 0, "next_batch": 100}
+    assert {p.name for p in (ck / "step_0000100").iterdir()} == {"model.safetensors", "optimizer.pt", "rng.pt",
                                                                  "state.json", "manifest.json"}
     events = list((tmp_path / "run" / "tb").glob("events.*"))
     assert events
@@ -85,7 +90,7 @@ def test_loss_falls_and_checkpoint_is_complete(db, tmp_path, capsys):
     tags = EventAccumulator(str(events[0])).Reload().Tags()["scalars"]
     assert {"train/loss", "train/tokens_per_s", "train/tflops_per_s"} <= set(tags)
     model, reg, info = load_model(tmp_path / "run")
-    assert reg.config == "tiny" and not model.training and info["step"] == 80
+    assert reg.config == "tiny" and not model.training and info["step"] == 100
 
 
 def test_resume_is_exact(db, tmp_path):

@@ -15,6 +15,7 @@ def register(sub) -> None:
     p.add_argument("--seconds", type=int, default=d.seconds, help="seconds per sequence")
     p.add_argument("--size", type=int, default=d.size, help="image side")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--jobs", type=int, default=d.jobs, help="sequences rendered in parallel")
     p.add_argument("--tokenizer-steps", type=int, default=d.tokenizer_steps, help="gaze/cam tokenizer steps")
     p.add_argument("--video-steps", type=int, default=d.video_steps, help="video tokenizer steps")
     p.add_argument("--train-steps", type=int, default=d.train_steps, help="EgoM2P tiny training steps")
@@ -26,6 +27,6 @@ def run(args) -> int:
     from ..demo import DemoConfig, run_demo
 
     run_demo(DemoConfig(out=args.out, sequences=args.sequences, seconds=args.seconds, size=args.size, seed=args.seed,
-                        tokenizer_steps=args.tokenizer_steps, video_steps=args.video_steps,
+                        jobs=args.jobs, tokenizer_steps=args.tokenizer_steps, video_steps=args.video_steps,
                         train_steps=args.train_steps, eval_limit=args.eval_limit))
     return 0

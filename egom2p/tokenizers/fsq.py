@@ -154,6 +154,7 @@ class FSQVideoConfig:
     patch_size: int = 1  # spatial pixel-unshuffle before the first convolution (cheap first 2x / 4x)
     temporal_downsample: int = 4
     spatial_downsample: int = 8
+    decorrelation: float = 0.0  # weight of the latent-channel decorrelation loss (keeps the codebook in use)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -227,10 +228,13 @@ class CausalVideoFSQ(nn.Module):
         y = F.pixel_shuffle(x.transpose(1, 2).reshape(b * t, c, h, w), p)
         return y.reshape(b, t, c // (p * p), h * p, w * p).transpose(1, 2)
 
+    def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, 3, T, H, W] -> continuous latent before quantisation [B, t, h, w, d]."""
+        return self.encoder(self._patch(x)).movedim(1, -1)
+
     def encode_codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, 3, T, H, W] -> (codes [B, d, t, h, w] with straight-through grads, indices [B, t, h, w])."""
-        z = self.encoder(self._patch(x)).movedim(1, -1)  # [B, t, h, w, d]
-        q, idx = self.fsq(z)
+        q, idx = self.fsq(self.encode_latent(x))
         return q.movedim(-1, 1), idx
 
     def decode_codes(self, q: torch.Tensor) -> torch.Tensor:
@@ -251,8 +255,30 @@ class CausalVideoFSQ(nn.Module):
         return self.decode_codes(q), idx
 
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """Reconstruction loss (L1 + L2) of a batch; returns (loss, {"l1", "mse", "indices"})."""
-        rec, idx = self(x)
+        """Reconstruction loss (L1 + L2) + ``decorrelation`` x latent channel correlation of a batch;
+        returns (loss, {"l1", "mse", "corr", "indices"})."""
+        z = self.encode_latent(x)
+        q, idx = self.fsq(z)
+        rec = self.decode_codes(q.movedim(-1, 1))
         l1 = (rec - x).abs().mean()
         mse = ((rec - x) ** 2).mean()
-        return l1 + mse, {"l1": float(l1.detach()), "mse": float(mse.detach()), "indices": idx}
+        corr = channel_correlation(self.fsq.bound(z))
+        loss = l1 + mse + self.cfg.decorrelation * corr if self.cfg.decorrelation else l1 + mse
+        return loss, {"l1": float(l1.detach()), "mse": float(mse.detach()), "corr": float(corr.detach()),
+                      "indices": idx}
+
+
+def channel_correlation(z: torch.Tensor) -> torch.Tensor:
+    """Mean squared off-diagonal correlation of the last-dimension channels of z [..., d] over all positions.
+
+    FSQ's codebook is the product of the per-channel levels, so channels that move together (a tiny
+    encoder trained briefly collapses three of four channels onto one direction) leave most codes
+    unused even when each channel spreads over all of its levels.
+    """
+    f = z.reshape(-1, z.shape[-1]).float()
+    f = f - f.mean(0)
+    f = f / (f.std(0) + 1e-6)
+    c = f.t() @ f / max(1, f.shape[0] - 1)
+    d = c.shape[0]
+    off = c - torch.diag(torch.diagonal(c))
+    return (off**2).sum() / max(1, d * (d - 1))

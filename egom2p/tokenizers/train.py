@@ -134,6 +134,27 @@ def split_eval(splits: list[str], fraction: float, seed: int = 0) -> tuple[np.nd
     return np.sort(perm[k:]), np.sort(perm[:k]), f"{k} held-out clips"
 
 
+def augment_sequences(modality: str, x: np.ndarray) -> np.ndarray:
+    """Training clips [N, 60, ...] -> [4N, ...]: as given, mirrored left-right, reversed in time, and both.
+
+    All four are clips the same world could produce: gaze x -> 1 - x; a camera trajectory mirrored
+    through its first frame's y-z plane is S T S with S = diag(-1, 1, 1, 1) (still rotations, gravity
+    kept); reversed in time it is re-expressed relative to its new first frame.
+    """
+    x = np.asarray(x)
+    if modality == "gaze":
+        mirror = x.copy()
+        mirror[..., 0] = 1.0 - mirror[..., 0]
+    else:
+        S = np.diag([-1.0, 1.0, 1.0, 1.0]).astype(x.dtype)
+        mirror = S @ x @ S
+    both = np.concatenate([x, mirror])
+    rev = both[:, ::-1]
+    if modality == "cam":
+        rev = np.linalg.inv(rev[:, :1]) @ rev
+    return np.ascontiguousarray(np.concatenate([both, rev]).astype(x.dtype))
+
+
 def cam_norm_stats(cam: np.ndarray) -> dict:
     """Per-channel mean / std of the 9D vectors of training poses [N, 60, 4, 4] (std floored at 1e-3)."""
     v = c2w_to_pose9d(cam.astype(np.float64)).reshape(-1, 9)
@@ -282,10 +303,11 @@ def train_sequence(modality: str, clips: list, out, cfg: TrainConfig | None = No
     tr, ev, ev_desc = split_eval(data.splits, cfg.eval_fraction, cfg.seed)
     log(f"{modality}: {len(data.ids)} clips from {len(clips)} table(s); training on {len(tr)}, evaluating on {ev_desc}")
     model = build_sequence_model(modality, registry, cfg).to(dev)
-    norm = cam_norm_stats(data.x[tr]) if modality == "cam" else None
+    x_train = augment_sequences(modality, data.x[tr])  # 4x the clips: mirrored and time-reversed copies
+    norm = cam_norm_stats(x_train) if modality == "cam" else None
     ident = {"kind": "vqvae", "sha256": "training"}
     tok = SequenceTokenizer(modality, model, registry, ident, norm=norm, device=str(dev))
-    inp, mask = tok.prepare(data.x[tr])
+    inp, mask = tok.prepare(x_train)
     inp_t, mask_t = torch.from_numpy(inp).to(dev), torch.from_numpy(mask).to(dev)
     lr = cfg.lr or (1e-3 if cfg.size == "tiny" else 2e-4)
     opt = _optimizer(model, cfg, lr)

@@ -6,7 +6,10 @@ Quantiser: cosine-similarity codebook (codes and latents l2-normalised, nearest 
           EMA codebook updates, dead-code replacement by random latents of the batch.
 Decoder:  mirror: Linear 32 -> D + positions --> N blocks --> LayerNorm --> residual post-MLP
           --> ConvTranspose1d(k=2, s=2) --> [B, 60, C]
-Loss:     (masked) L2 over valid frames + beta * commitment.
+Loss:     (masked) L2 over valid frames + ``velocity`` x (masked) L2 of the frame-to-frame differences
+          + beta * commitment. The motion term keeps decoded trajectories smooth where a per-frame L2
+          alone leaves jitter between the two frames a token decodes to (relative-pose errors at
+          Delta = 1, the RRE/RTE of camera tracking, measure exactly that jitter).
 
 Inputs are already normalised by the caller (:class:`~egom2p.tokenizers.SequenceTokenizer`): gaze
 in [0, 1] image coordinates with invalid frames filled, camera 9D vectors z-normalised with training
@@ -36,14 +39,15 @@ class VQVAEConfig:
     commitment: float = 0.25
     dead_code_threshold: float = 0.5  # EMA count of latents per batch below which a code is re-initialised
     dropout: float = 0.0
+    velocity: float = 0.0  # weight of the frame-to-frame difference (motion) term of the reconstruction loss
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 VQVAE_PRESETS = {
-    "base": dict(dim=768, depth=12, heads=12),
-    "tiny": dict(dim=64, depth=2, heads=4),
+    "base": dict(dim=768, depth=12, heads=12, velocity=5.0),
+    "tiny": dict(dim=64, depth=2, heads=4, velocity=5.0),
 }
 
 
@@ -165,13 +169,20 @@ class SequenceVQVAE(nn.Module):
         return self.decode_latent(q), idx, commit
 
     def loss(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-        """Masked L2 (mask [B, 60] bool: frames that count) + commitment. Returns (loss, stats)."""
+        """Masked L2 (mask [B, 60] bool: frames that count) + velocity x masked L2 of frame differences
+        + commitment. Returns (loss, stats)."""
         rec, idx, commit = self(x)
-        err = ((rec - x) ** 2).mean(-1)  # [B, 60]
-        if mask is not None:
-            m = mask.to(err.dtype)
-            rec_loss = (err * m).sum() / m.sum().clamp(min=1)
-        else:
-            rec_loss = err.mean()
+        m = torch.ones(x.shape[:2], dtype=x.dtype, device=x.device) if mask is None else mask.to(x.dtype)
+        rec_loss = _masked_mean(((rec - x) ** 2).mean(-1), m)
         loss = rec_loss + self.cfg.commitment * commit
-        return loss, {"rec": float(rec_loss.detach()), "commit": float(commit.detach()), "indices": idx}
+        stats = {"rec": float(rec_loss.detach()), "commit": float(commit.detach()), "indices": idx}
+        if self.cfg.velocity:
+            dv = (rec[:, 1:] - rec[:, :-1]) - (x[:, 1:] - x[:, :-1])
+            vel_loss = _masked_mean((dv**2).mean(-1), m[:, 1:] * m[:, :-1])
+            loss = loss + self.cfg.velocity * vel_loss
+            stats["vel"] = float(vel_loss.detach())
+        return loss, stats
+
+
+def _masked_mean(err: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    return (err * m).sum() / m.sum().clamp(min=1)

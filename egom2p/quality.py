@@ -1,0 +1,154 @@
+"""``make quality``: a larger embedded world and a learning curve (``egom2p quality``).
+
+The demo's steps (:mod:`egom2p.demo`: render -> curate -> tokenizers -> tokenize) on a larger world,
+then the same tiny EgoM2P recipe trained on nested subsets of the training sequences (1/4, 1/2, all
+by default; same steps, same seed, same tokenizers) and evaluated on the same held-out clips. The
+main metric of every task (camera ATE and RRE, gaze MSE, depth AbsRel, RGB PSNR and SSIM) against
+the number of training clips goes to ``OUT/learning_curve.md`` / ``.json`` / ``.png``, beside the
+best baseline and the tokenizer round trip of each metric, so more data -> better model is visible.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .demo import TASKS, DemoConfig, DataPaths, _run, build_data, evaluate_tasks, train_model
+
+# (task, row key, label, lower is better)
+MAIN_METRICS = (("camera", "ate", "camera ATE (m)", True), ("camera", "rre", "camera RRE (deg)", True),
+                ("gaze", "mse", "gaze MSE", True), ("depth", "abs_rel", "depth AbsRel", True),
+                ("rgb", "psnr", "RGB PSNR (dB)", False), ("rgb", "ssim", "RGB SSIM", False))
+MODEL_ROW = "EgoM2P"
+
+
+@dataclass
+class QualityConfig(DemoConfig):
+    out: Path = Path("quality_out")
+    # Sized for <= 60 min on 2 CPU cores: 48 sequences of 8 s = 192 clips (144 train, 48 val).
+    sequences: int = 48
+    seed: int = 1
+    tokenizer_steps: int = 2000
+    video_steps: int = 800
+    train_steps: int = 2500
+    eval_limit: int = 48
+    fractions: tuple = field(default_factory=lambda: (0.25, 0.5, 1.0))
+
+
+def subset_db(src: Path, dst: Path, fraction: float) -> int:
+    """Write a token DB with the training clips of the first ``fraction`` of the training sequences of
+    ``src`` (nested: a smaller fraction is a subset of a larger one); returns its number of rows."""
+    import numpy as np
+
+    from .tokendb import open_token_db, write_tokens
+
+    db = open_token_db(str(src))
+    idx = db.index().to_pydict()
+    train_seqs = sorted({s for s, sp in zip(idx["sequence"], idx["split"]) if sp == "train"})
+    keep_seqs = set(train_seqs[: max(1, round(len(train_seqs) * fraction))])
+    rows = [i for i, (s, sp) in enumerate(zip(idx["sequence"], idx["split"])) if sp == "train" and s in keep_seqs]
+    if dst.exists():
+        have = open_token_db(str(dst)).num_rows
+        if have == len(rows):
+            return have
+        raise SystemExit(f"{dst}: holds {have} rows, expected {len(rows)}; delete it to rebuild")
+    table = db.take(np.asarray(rows, dtype=np.int64))
+    write_tokens(str(dst), table, registry=db.registry, tokenizers=db.tokenizers,
+                 lineage=[{"db": db.path, "db_version": db.version, "subset": f"{fraction:g} of the training sequences",
+                           "rows": len(rows)}])
+    return len(rows)
+
+
+def collect(results: dict) -> dict:
+    """{(task, key): {"model", "baseline", "baseline_name", "ceiling"}} from one run's eval JSONs."""
+    out = {}
+    for task, key, _label, low in MAIN_METRICS:
+        rows = results.get(task, {}).get("rows", [])
+        model = next((r.get(key) for r in rows if r["method"] == MODEL_ROW), None)
+        ceiling = next((r.get(key) for r in rows if "round trip" in r["method"]), None)
+        base = [(r.get(key), r["method"]) for r in rows
+                if r["method"] != MODEL_ROW and "round trip" not in r["method"] and r.get(key) is not None]
+        best = (min if low else max)(base, default=(None, None), key=lambda b: b[0])
+        out[(task, key)] = {"model": model, "baseline": best[0], "baseline_name": best[1], "ceiling": ceiling}
+    return out
+
+
+def write_curve(out: Path, points: list[dict]) -> tuple[Path, Path, Path]:
+    """``learning_curve.{json,md,png}`` from [{"fraction", "train_clips", "metrics": collect(...)}]."""
+    fmt = lambda v, label: "n/a" if v is None else (f"{v:.2f}" if "PSNR" in label or "RRE" in label else f"{v:.4f}")
+    heads = ["training clips"] + [label + (" ↓" if low else " ↑") for _, _, label, low in MAIN_METRICS]
+    lines = ["| " + " | ".join(heads) + " |", "|" + "|".join(["---:"] * len(heads)) + "|"]
+    for p in points:
+        cells = [f"{p['train_clips']} ({p['fraction']:g})"]
+        cells += [fmt(p["metrics"][(t, k)]["model"], label) for t, k, label, _ in MAIN_METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    last = points[-1]["metrics"]
+    lines.append("| best baseline | " + " | ".join(
+        f"{fmt(last[(t, k)]['baseline'], label)} ({last[(t, k)]['baseline_name']})" for t, k, label, _ in MAIN_METRICS)
+        + " |")
+    lines.append("| tokenizer round trip | " + " | ".join(fmt(last[(t, k)]["ceiling"], label)
+                                                        for t, k, label, _ in MAIN_METRICS) + " |")
+    md = out / "learning_curve.md"
+    md.write_text("## EgoM2P tiny: held-out main metrics vs training data\n\n" + "\n".join(lines) + "\n")
+    js = out / "learning_curve.json"
+    js.write_text(json.dumps([{**p, "metrics": {f"{t}.{k}": v for (t, k), v in p["metrics"].items()}}
+                              for p in points], indent=2))
+    png = out / "learning_curve.png"
+    _plot(png, points)
+    return md, js, png
+
+
+def _plot(path: Path, points: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    x = [p["train_clips"] for p in points]
+    for ax, (t, k, label, low) in zip(axes.ravel(), MAIN_METRICS):
+        y = [p["metrics"][(t, k)]["model"] for p in points]
+        ax.plot(x, y, "o-", label=MODEL_ROW)
+        last = points[-1]["metrics"][(t, k)]
+        if last["baseline"] is not None:
+            ax.axhline(last["baseline"], color="tab:red", ls="--", label=f"best baseline ({last['baseline_name']})")
+        if last["ceiling"] is not None:
+            ax.axhline(last["ceiling"], color="tab:green", ls=":", label="tokenizer round trip")
+        ax.set_xscale("log", base=2)
+        ax.set(xlabel="training clips", title=label + (" (lower is better)" if low else " (higher is better)"))
+        ax.legend(fontsize=7)
+    fig.suptitle("EgoM2P tiny on held-out clips: more training data")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def run_quality(cfg: QualityConfig) -> Path:
+    out = Path(cfg.out)
+    t0 = time.perf_counter()
+    data: DataPaths = build_data(cfg, out)
+    points = []
+    for frac in sorted(cfg.fractions):
+        tag = f"frac{frac:g}"
+        db = data.db if frac >= 1 else out / "tokens" / f"{tag}.lance"
+        if frac < 1:
+            n = subset_db(data.db, db, frac)
+        else:
+            from .tokendb import open_token_db
+
+            idx = open_token_db(str(data.db)).index().to_pydict()
+            n = sum(1 for s in idx["split"] if s == "train")
+        print(f"\n[quality] {tag}: {n} training clips -> {db}", flush=True)
+        run_dir = out / "runs" / tag
+        train_model(db, run_dir, cfg.train_steps, cfg.seed)
+        results = evaluate_tasks(run_dir, data, out / "eval" / tag, cfg.eval_limit)
+        points.append({"fraction": frac, "train_clips": n, "run": str(run_dir), "metrics": collect(results)})
+    md, js, png = write_curve(out, points)
+    print("\n" + md.read_text())
+    print(f"[quality] finished in {(time.perf_counter() - t0) / 60:.1f} min; wrote {md}, {js}, {png}")
+    return md
+
+
+__all__ = ["MAIN_METRICS", "QualityConfig", "collect", "run_quality", "subset_db", "write_curve", "TASKS", "_run"]

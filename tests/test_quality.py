@@ -1,0 +1,67 @@
+"""``egom2p quality``: nested training subsets of a token DB, the learning-curve table and plot."""
+
+from __future__ import annotations
+
+import json
+
+from egom2p.modalities import get_registry
+from egom2p.quality import MAIN_METRICS, collect, subset_db, write_curve
+from egom2p.tokendb import open_token_db, write_tokens
+from train_factories import structured_rows
+
+
+def _db(path):
+    reg = get_registry("tiny")
+    rows = []
+    for s in range(8):  # 8 training sequences of 3 clips, 2 held-out sequences
+        rows += structured_rows(3, "egogen", reg, seed=s, split="train")
+    for s in (20, 21):
+        rows += structured_rows(3, "egogen", reg, seed=s, split="val")
+    write_tokens(str(path), rows, registry=reg, tokenizers={m: {"kind": "synthetic", "sha256": "0" * 64}
+                                                            for m in ("rgb", "depth", "gaze", "cam")})
+    return path
+
+
+def test_subset_db_is_nested_and_train_only(tmp_path):
+    src = _db(tmp_path / "all.lance")
+    sizes, seqs = {}, {}
+    for frac in (0.25, 0.5):
+        dst = tmp_path / f"f{frac}.lance"
+        sizes[frac] = subset_db(src, dst, frac)
+        idx = open_token_db(str(dst)).index().to_pydict()
+        assert set(idx["split"]) == {"train"} and len(idx["split"]) == sizes[frac]
+        seqs[frac] = set(idx["sequence"])
+        db = open_token_db(str(dst))
+        assert db.lineage[-1]["subset"].startswith(f"{frac:g} of the training") and db.registry.config == "tiny"
+        assert subset_db(src, dst, frac) == sizes[frac]  # re-run: kept
+    assert sizes == {0.25: 6, 0.5: 12} and len(seqs[0.25]) == 2 and seqs[0.25] < seqs[0.5]
+
+
+def _report(task, rows):
+    return {"task": task, "num_clips": 4, "rows": [{"method": m, **v} for m, v in rows.items()]}
+
+
+def test_learning_curve_table_and_plot(tmp_path):
+    def results(scale):
+        return {
+            "camera": _report("camera", {"EgoM2P": {"ate": 0.3 * scale, "rre": 3.0 * scale},
+                                         "static pose": {"ate": 0.5, "rre": 2.8},
+                                         "constant velocity": {"ate": 0.16, "rre": 3.7},
+                                         "tokenizer round trip": {"ate": 0.02, "rre": 0.9}}),
+            "gaze": _report("gaze", {"EgoM2P": {"mse": 0.02 * scale}, "centre prior": {"mse": 0.016}}),
+            "depth": _report("depth", {"EgoM2P": {"abs_rel": 0.3 * scale}, "per-clip mean depth": {"abs_rel": 0.42}}),
+            "rgb": _report("rgb", {"EgoM2P": {"psnr": 14 / scale, "ssim": 0.3 / scale},
+                                   "mean training frame": {"psnr": 13.0, "ssim": 0.35}}),
+        }
+    pts = [{"fraction": f, "train_clips": n, "metrics": collect(results(s))}
+           for f, n, s in ((0.25, 36, 1.0), (0.5, 72, 0.8), (1.0, 144, 0.5))]
+    best = pts[-1]["metrics"]
+    assert best[("camera", "ate")]["baseline_name"] == "constant velocity"
+    assert best[("camera", "rre")]["baseline"] == 2.8 and best[("camera", "rre")]["ceiling"] == 0.9
+    assert best[("rgb", "ssim")]["baseline_name"] == "mean training frame" and best[("gaze", "mse")]["ceiling"] is None
+    md, js, png = write_curve(tmp_path, pts)
+    text = md.read_text()
+    assert "| 36 (0.25) | 0.3000 | 3.00 | 0.0200 | 0.3000 | 14.00 | 0.3000 |" in text
+    assert "| 144 (1) | 0.1500 |" in text and "0.1600 (constant velocity)" in text and "| tokenizer round trip |" in text
+    assert len(json.loads(js.read_text())) == 3 and png.stat().st_size > 10_000
+    assert len(MAIN_METRICS) == 6
