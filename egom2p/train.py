@@ -41,7 +41,6 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -283,6 +282,8 @@ class MaskingLog:
         self.last = self.interval = self.run = None
 
     def add(self, batch: dict) -> None:
+        import numpy as np  # here, not at the top: the GPU checks import this module with torch alone
+
         c = self._count(batch, self.names)
         v = np.concatenate([[c["samples"]], c["target"], c["fully_masked"]]).astype(np.float64)
         self.last = v
