@@ -297,7 +297,10 @@ def existing_ids(path, options: dict | None = None) -> set[str]:
     if not tables.exists(path, options):
         return set()
     open_token_db(path, options=options)
-    return set(tables.read_keys(path, options=options))
+    try:
+        return set(tables.read_keys(path, options=options))
+    except tables.TableError as e:
+        raise TokenDBError(str(e)) from e
 
 
 # --- writing ---------------------------------------------------------------------------------------
