@@ -113,7 +113,7 @@ def test_curate_tokenize_train_end_to_end_on_s3(s3, egogen_raw, tmp_path, prefec
 
 def test_two_processes_creating_the_same_token_db_on_s3_keep_every_row_once(s3):
     """The creation race of the token DB writer on an object store (conditional PUTs, no rename)."""
-    from test_concurrent_writers import _tokens_writer, race
+    from reliability.test_concurrency import _tokens_writer, race
 
     for trial in range(3):
         path = f"s3://egom2p/race/t{trial}/v.lance"

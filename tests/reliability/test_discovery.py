@@ -81,7 +81,7 @@ def test_a_root_without_sequences_is_one_error_naming_the_expected_layout(datase
     msg = str(e.value)
     assert msg.startswith(f"{tmp_path}: ") and adapter.layout in msg and f"datasets/{dataset}.yaml" in msg
     assert "\n" not in msg
-    assert (Path(__file__).resolve().parents[1] / "datasets" / f"{dataset}.yaml").is_file()
+    assert (Path(__file__).resolve().parents[2] / "datasets" / f"{dataset}.yaml").is_file()
 
 
 def test_hot3d_unreadable_metadata_is_one_bad_sequence(tmp_path):

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _stat(pid: int) -> tuple[int, str, str] | None:
