@@ -18,7 +18,6 @@ Ray-casting uses open3d's tensor ``RaycastingScene`` (built once per scene, :met
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EgoM2PError, native_messages
+from ..integrity import file_sha256
 
 
 class SceneError(EgoM2PError, RuntimeError):
@@ -620,14 +620,6 @@ def _clutter(mb: MeshBuilder, rng, x0, z0, x1, z1, y, idx: int, big: bool = Fals
 # --- user meshes --------------------------------------------------------------------------------------
 
 MESH_SUFFIXES = (".ply", ".obj", ".off", ".gltf", ".glb", ".stl")
-
-
-def file_sha256(path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()
 
 
 def _up_rotation(up: str) -> np.ndarray:
