@@ -27,13 +27,12 @@ import json
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
 from .. import geometry as geo
 from ..video import resample_indices
-from .base import SourceError
+from .base import SourceError, require_file
 
 RGB_LABEL = "camera-rgb"
 RGB_STREAM = "214-1"
@@ -54,18 +53,9 @@ def _quiet():
     os.environ.setdefault("GLOG_minloglevel", "1")
 
 
-def require_file(path, what: str) -> Path:
-    p = Path(path)
-    if not p.is_file():
-        raise SourceError(p, f"missing {what}")
-    if p.stat().st_size == 0:
-        raise SourceError(p, f"empty {what}")
-    return p
-
-
 def csv_header(path, what: str) -> list[str]:
     """The header row of a CSV file (SourceError when missing or empty)."""
-    p = require_file(path, what)
+    p = require_file(path, what, nonempty=True)
     with open(p, newline="") as f:
         row = next(csv.reader(f), None)
     if not row:
@@ -268,7 +258,7 @@ def read_online_calibration(path) -> OnlineCalibrations:
     _quiet()
     from projectaria_tools.core import mps
 
-    p = require_file(path, "online calibration")
+    p = require_file(path, "online calibration", nonempty=True)
     with open(p) as f:
         first = f.readline()
     try:
@@ -292,7 +282,7 @@ def vrs_device_calibration(vrs_path):
     _quiet()
     from projectaria_tools.core import data_provider
 
-    p = require_file(vrs_path, "Aria VRS recording")
+    p = require_file(vrs_path, "Aria VRS recording", nonempty=True)
     provider = data_provider.create_vrs_data_provider(str(p))
     if provider is None:
         raise SourceError(p, "not a readable Aria VRS recording")
@@ -473,7 +463,7 @@ class VrsImageStream:
         from projectaria_tools.core.sensor_data import TimeDomain
         from projectaria_tools.core.stream_id import StreamId
 
-        self.path = str(require_file(vrs_path, "VRS recording"))
+        self.path = str(require_file(vrs_path, "VRS recording", nonempty=True))
         self.provider = data_provider.create_vrs_data_provider(self.path)
         if self.provider is None:
             raise SourceError(self.path, "not a readable Aria VRS recording")

@@ -37,6 +37,16 @@ class SourceError(EgoM2PError, RuntimeError):
         super().__init__(f"{self.path}: {problem}")
 
 
+def require_file(path, what: str = "file", *, nonempty: bool = False) -> Path:
+    """``path`` as a Path when it is a file (``nonempty``: and has bytes), else SourceError naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise SourceError(p, f"missing {what}")
+    if nonempty and p.stat().st_size == 0:
+        raise SourceError(p, f"empty {what}")
+    return p
+
+
 class AdapterNotAvailable(RuntimeError):
     """No adapter module exists for the requested dataset."""
 
