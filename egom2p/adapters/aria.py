@@ -31,7 +31,7 @@ from functools import lru_cache
 import numpy as np
 
 from .. import geometry as geo
-from ..video import resample_indices
+from ..video import nearest_indices, resample_indices
 from .base import SourceError, require_file
 
 RGB_LABEL = "camera-rgb"
@@ -444,10 +444,7 @@ def timeline(frame_ns: np.ndarray, fps: float = 30.0, max_gap_s: float = 0.6 / 3
     n = int(round((t[-1] - t[0]) * fps)) + 1  # round, not floor: timestamps jitter around the period
     times, idx = resample_indices(t - t[0], fps=fps, start=0.0, end=(n - 1) / fps, max_gap=max_gap_s)
     valid = idx >= 0
-    nearest = np.clip(np.searchsorted(t - t[0], times), 0, len(t) - 1)
-    left = np.clip(nearest - 1, 0, len(t) - 1)
-    nearest = np.where(np.abs(t[left] - t[0] - times) <= np.abs(t[nearest] - t[0] - times), left, nearest)
-    src = np.where(valid, idx, nearest)
+    src = np.where(valid, idx, nearest_indices(t - t[0], times))
     return np.round((times + t[0]) * 1e9).astype(np.int64), src.astype(np.int64), valid
 
 
