@@ -20,21 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EgoM2PError
+from ..errors import SourceError  # the adapters' error (defined in egom2p.errors, below safeio)
 
 #: Source datasets with a curation deployment (paper Table 1), then evaluation-only sets.
 SOURCE_DATASETS = ("egoexo4d", "holoassist", "hot3d_aria", "hot3d_quest", "arctic", "taco", "h2o", "egogen")
 EVAL_DATASETS = ("adt", "hoi4d", "ase")
 KNOWN_DATASETS = SOURCE_DATASETS + EVAL_DATASETS
-
-
-class SourceError(EgoM2PError, RuntimeError):
-    """Bad or unreadable raw input; the message names the file and the problem. Quarantined by flows."""
-
-    def __init__(self, path, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 def require_file(path, what: str = "file", *, nonempty: bool = False) -> Path:

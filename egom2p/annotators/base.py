@@ -5,14 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..adapters.base import RawSequence, SourceError
-from ..errors import EgoM2PError
+from ..errors import AnnotatorUnavailable  # defined below the annotators: the RollingDepth model raises it too
 from ..standardize import DepthAnnotation
 
 ANNOTATORS = ("none", "render", "sensor", "rollingdepth")
 
-
-class AnnotatorUnavailable(EgoM2PError, RuntimeError):
-    """The annotator cannot run (unknown name, missing checkpoint, ...); raised at flow start."""
+__all__ = ["ANNOTATORS", "Annotator", "AnnotatorUnavailable", "read_window_depth"]
 
 
 class Annotator:
