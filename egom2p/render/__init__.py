@@ -12,8 +12,8 @@ Python API::
 
 Modules: :mod:`.scene` (rooms, user meshes), :mod:`.walk` (free space, path, walking head),
 :mod:`.gaze` (fixations, pursuit, saccades, blinks, head orientation), :mod:`.shading` (rays and
-shading), :mod:`.sequence` (one sequence in memory), :mod:`.layout` (disk layout, writer, reader),
-:mod:`.preview` (contact sheets).
+shading), :mod:`.sequence` (one sequence in memory), :mod:`.layout` (disk layout, writer),
+:mod:`.reader` (reading a render folder), :mod:`.preview` (contact sheets).
 """
 
 from .layout import FORMAT, FORMAT_VERSION, RenderLayoutError, render_dataset, write_sequence
