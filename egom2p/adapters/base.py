@@ -13,7 +13,6 @@ An adapter module ``egom2p/adapters/<name>.py`` defines ``ADAPTER``, an instance
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,17 +113,3 @@ class Adapter:
     def load(self, ref: SequenceRef) -> RawSequence:
         """Open one sequence. Raise SourceError naming the file and problem when it cannot be read."""
         raise NotImplementedError
-
-
-def get_adapter(name: str) -> Adapter:
-    """The adapter of a dataset; a clear error when the dataset is unknown or has no adapter yet."""
-    if name not in KNOWN_DATASETS:
-        raise AdapterNotAvailable(f"unknown dataset {name!r}; known: {', '.join(KNOWN_DATASETS)}")
-    try:
-        module = importlib.import_module(f"egom2p.adapters.{name}")
-    except ModuleNotFoundError as e:
-        if e.name == f"egom2p.adapters.{name}":
-            raise AdapterNotAvailable(
-                f"dataset {name!r} has no adapter yet (expected module egom2p/adapters/{name}.py)") from e
-        raise
-    return module.ADAPTER
