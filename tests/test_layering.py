@@ -61,7 +61,7 @@ def module_graph() -> tuple[dict[str, set[str]], list[str]]:
     for mod, path in mods.items():
         pkg = _package_of(mod, path)
         tree = ast.parse(path.read_text(), str(path))
-        targets: set[str] = set()
+        targets: set[str] = set()  # what the code names (a module, or a package whose __init__ it reads from)
         aliases: dict[str, str] = {}  # local name -> module, for f"{x.__name__}.{name}"
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -75,11 +75,12 @@ def module_graph() -> tuple[dict[str, set[str]], list[str]]:
                     name = ".".join(base + ([node.module] if node.module else []))
                 else:
                     name = node.module or ""
-                targets.add(name)
                 for a in node.names:
                     if f"{name}.{a.name}" in mods:  # from pkg import submodule
                         targets.add(f"{name}.{a.name}")
                         aliases[a.asname or a.name] = f"{name}.{a.name}"
+                    else:  # from module import name: reads that module (a package: its __init__)
+                        targets.add(name)
             elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                   and node.func.attr == "import_module"):
                 prefix = _dynamic_prefix(node, aliases)
@@ -92,9 +93,11 @@ def module_graph() -> tuple[dict[str, set[str]], list[str]]:
             m = owner(t)
             if m is None or not m.startswith("egom2p"):
                 continue
-            chain = [m] + [m.rsplit(".", k)[0] for k in range(1, m.count("."))]  # m and its packages
-            for c in chain:
-                if c != mod and c != "egom2p" and not (mod == c or mod.startswith(c + ".")):
+            if m != mod:
+                deps.add(m)  # named: a real edge, also to this module's own package (from . import name)
+            for k in range(1, m.count(".")):  # importing m first runs its packages' __init__ ...
+                c = m.rsplit(".", k)[0]
+                if not (mod == c or mod.startswith(c + ".")):  # ... which, for its own packages, has already started
                     deps.add(c)
         graph[mod] = deps
     return graph, unknown
@@ -154,6 +157,8 @@ def test_the_graph_is_read_from_the_real_code(graph):
     assert "egom2p.annotators.sensor" in graph["egom2p.annotators"]  # get_annotator(name)
     assert "egom2p.flows.curate" in graph["egom2p.commands._flows"]  # load_flow(name)
     assert "egom2p.adapters" in graph["egom2p.demo"]  # importing a package runs its __init__
+    assert all(m not in deps for m, deps in graph.items())
+    assert "egom2p.tokenizers" in graph["egom2p.tokenizers.train"]  # from . import name (the package's __init__)
     # a made-up circle is found
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
