@@ -153,15 +153,16 @@ def check_tokenizer_identities(recorded: dict, actual: dict, *, recorded_in: str
     them deliberately, or, when it is no flag, the way to go instead), or with ``allow=True`` warns on stderr.
     Returns the mismatches found.
     """
-    mismatches = []
+    mismatches, names = [], []
     for m in sorted(set(recorded) & set(actual)):
         want, got = (recorded[m] or {}).get("sha256"), (actual[m] or {}).get("sha256")
         if _is_digest(want) and _is_digest(got) and want != got:
+            names.append(m)
             mismatches.append(f"the {m} tokenizer in {actual_in} has sha256 {got}; {recorded_in} expects "
                               f"{(recorded[m] or {}).get('kind')} sha256 {want}")
     if not mismatches:
         return []
-    text = mismatches[0] + (f" (and {len(mismatches) - 1} more modalities)" if len(mismatches) > 1 else "")
+    text = mismatches[0] + (f" (also {', '.join(names[1:])})" if len(names) > 1 else "")
     if allow:
         warn(f"warning: {text}; used anyway ({override})")
         return mismatches

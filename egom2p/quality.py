@@ -41,6 +41,7 @@ def subset_db(src: Path, dst: Path, fraction: float) -> int:
     """Write a token DB with the training clips of the first ``fraction`` of the training sequences of
     ``src`` (nested: a smaller fraction is a subset of a larger one); returns its number of rows."""
     import numpy as np
+    import pyarrow as pa
 
     from .tokendb import open_token_db, write_tokens
 
@@ -55,9 +56,12 @@ def subset_db(src: Path, dst: Path, fraction: float) -> int:
             return have
         raise SystemExit(f"{dst}: holds {have} rows, expected {len(rows)}; delete it to rebuild")
     table = db.take(np.asarray(rows, dtype=np.int64))
-    write_tokens(str(dst), table, registry=db.registry, tokenizers=db.tokenizers,
-                 lineage=[{"db": db.path, "db_version": db.version, "subset": f"{fraction:g} of the training sequences",
-                           "rows": len(rows)}])
+    # lineage: the source token DB at its version, and which part of it
+    n = table.num_rows
+    for name, value, typ in (("src_clips", f"{db.path} ({fraction:g} of the training sequences)", pa.string()),
+                             ("src_clips_version", int(db.version), pa.int64())):
+        table = table.set_column(table.schema.get_field_index(name), name, pa.array([value] * n, typ))
+    write_tokens(str(dst), table, registry=db.registry, tokenizers=db.tokenizers)
     return len(rows)
 
 

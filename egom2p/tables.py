@@ -218,7 +218,12 @@ def read_keys(uri, version: int | None = None, key: str = "clip_id", options: di
     """Every key of the table at ``version`` in table order (read once per run when planning, never per commit)."""
     if not exists(uri, options):
         return []
-    return open_table(uri, version, options).to_table(columns=[key]).column(key).to_pylist()
+    ds = open_table(uri, version, options)
+    try:
+        return ds.to_table(columns=[key]).column(key).to_pylist()
+    except (OSError, ValueError) as e:  # damaged data files (pyarrow.ArrowInvalid is a ValueError)
+        raise TableError(f"{os.fspath(uri)}: reading the {key} column failed, the table may be truncated or corrupt "
+                         f"({type(e).__name__}: {str(e)[:300]})") from e
 
 
 def ensure_primary_key(uri, key: str = "clip_id", options: dict | None = None) -> None:

@@ -195,9 +195,19 @@ class TokenDB:
             for g in sorted(groups, key=lambda g: (g["_row_created_at_version"], g["src_clips"], g["src_clips_version"] or 0)):
                 v = int(g["_row_created_at_version"])
                 ts = times.get(v)
-                out.append({"clips": g["src_clips"], "clips_version": g["src_clips_version"], "rows": int(g["src_clips_count"]),
-                            "db_version": v, "time": ts.replace(tzinfo=_dt.timezone.utc).isoformat(timespec="seconds")
-                            if ts is not None else None})
+                entry = {"clips": g["src_clips"], "clips_version": g["src_clips_version"], "rows": int(g["src_clips_count"]),
+                         "db_version": v, "time": ts.replace(tzinfo=_dt.timezone.utc).isoformat(timespec="seconds")
+                         if ts is not None else None}
+                shard = _wds_shard(g["src_clips"])
+                if shard is not None:  # rows imported from the release's shards: one entry per import and version
+                    entry["clips"] = f"{shard.pop('root')} (official EgoM2P WebDataset shards)"
+                    prev = out[-1] if out else None
+                    if prev and prev.get("shards") is not None and (prev["clips"], prev["db_version"]) == (entry["clips"], v):
+                        prev["shards"].append(shard)
+                        prev["rows"] += entry["rows"]
+                        continue
+                    entry["shards"] = [shard]
+                out.append(entry)
             self._lineage = out
         return self._lineage
 
@@ -277,7 +287,10 @@ def existing_ids(path, options: dict | None = None) -> set[str]:
     if not tables.exists(path, options):
         return set()
     open_token_db(path, options=options)
-    return set(tables.read_keys(path, options=options))
+    try:
+        return set(tables.read_keys(path, options=options))
+    except tables.TableError as e:
+        raise TokenDBError(str(e)) from e
 
 
 # --- writing ---------------------------------------------------------------------------------------
@@ -325,6 +338,27 @@ def prepare_db(path, registry: Registry, tokenizers: dict | None = None, options
     raise TokenDBError(f"{path}: other writers kept changing the tokenizer registry; re-run to retry")
 
 
+WDS_SOURCE = "egom2p-wds"
+
+
+def wds_source(root, shard: dict) -> str:
+    """The lineage value (``src_clips``) of rows imported from one shard of the official release: JSON
+    naming the shard root, dataset, shard and each modality tar's path and sha256."""
+    return json.dumps({"source": WDS_SOURCE, "root": os.fspath(root), **shard}, sort_keys=True)
+
+
+def _wds_shard(src: str | None) -> dict | None:
+    if not src or not src.startswith("{"):
+        return None
+    try:
+        d = json.loads(src)
+    except ValueError:
+        return None
+    if d.pop("source", None) != WDS_SOURCE:
+        return None
+    return d
+
+
 def insert_tokens(path, table: pa.Table, registry: Registry, source: dict | None = None,
                   options: dict | None = None) -> tables.Inserted:
     """Insert token rows whose clip id the DB lacks (the DB exists: :func:`prepare_db`); exactly once per clip id.
@@ -356,7 +390,10 @@ def write_tokens(path, rows: Sequence[dict] | pa.Table, *, registry: Registry, t
     entries = list(lineage)
     if len(entries) > 1:
         raise TokenDBError(f"{path}: one write holds rows of one clips table; got {len(entries)} lineage entries")
-    source = {"clips": entries[0]["clips"], "clips_version": int(entries[0]["clips_version"])} if entries else None
+    source = None
+    if entries:
+        v = entries[0].get("clips_version")
+        source = {"clips": entries[0]["clips"], "clips_version": None if v is None else int(v)}
     table = rows if isinstance(rows, pa.Table) else rows_to_table(list(rows), registry, source)
     table = _conform(table, registry, source, path)
     idents = _merge_tokenizers(path, {}, tokenizers or {})

@@ -336,7 +336,7 @@ def import_shards(root, out, *, split: str = "train", datasets: Iterable[str] | 
     sha256). Clip ids are ``<dataset>/<key>`` (or those recorded by :func:`export_shards`);
     re-importing skips clips already in the DB. Returns the :class:`Report`.
     """
-    from .tokendb import write_tokens
+    from .tokendb import wds_source, write_tokens
 
     root = Path(root)
     registry = registry or get_registry("base")
@@ -352,11 +352,10 @@ def import_shards(root, out, *, split: str = "train", datasets: Iterable[str] | 
     def flush():
         if not pending:
             return
-        lineage = [{"clips": f"{root.resolve()} (official EgoM2P WebDataset shards)", "clips_version": None,
-                    "source": "egom2p-wds", "shards": list(pending_shards), "rows": len(pending)}]
         present = {m for r in pending for m in MODALITIES if r.get(f"tok_{m}") is not None}
+        # each row's lineage columns name its shard (tar paths and sha256s, see tokendb.wds_source)
         v = write_tokens(out, pending, registry=registry, tokenizers={m: official_tokenizer(m) for m in present},
-                         lineage=lineage, commit_message=f"import-wds {root}")
+                         commit_message=f"import-wds {root}")
         if v is not None:
             report.db_versions.append(int(v))
         pending.clear()
@@ -387,6 +386,7 @@ def import_shards(root, out, *, split: str = "train", datasets: Iterable[str] | 
             if keys is None:
                 continue
             payload = {m: {k: (ext, data) for k, ext, data in per_mod[m]} for m in mods}
+            first = len(pending)
             rows = 0
             for key in keys:
                 row = {}
@@ -406,9 +406,13 @@ def import_shards(root, out, *, split: str = "train", datasets: Iterable[str] | 
                 rows += 1
             report.samples[dataset] = report.samples.get(dataset, 0) + rows
             report.shards[dataset] = report.shards.get(dataset, 0) + 1
-            pending_shards.append({"dataset": dataset, "shard": shard, "samples": rows,
-                                   "tars": {m: {"path": tars[m].relative_to(root).as_posix(),
-                                                "sha256": _sha256(tars[m])} for m in mods if m in tars}})
+            info = {"dataset": dataset, "shard": shard, "samples": rows,
+                    "tars": {m: {"path": tars[m].relative_to(root).as_posix(), "sha256": _sha256(tars[m])}
+                             for m in mods if m in tars}}
+            pending_shards.append(info)
+            src = wds_source(root.resolve(), info)
+            for r in pending[first:]:
+                r["src_clips"], r["src_clips_version"] = src, None
             if len(pending) >= batch_rows:
                 flush()
     flush()

@@ -142,7 +142,7 @@ def test_annotate_gives_metric_render_depth_per_window_and_checks_shapes():
 
 
 def test_annotate_stage_passes_depth_as_arrow_and_quarantines_a_failing_chunk(tree):
-    from egom2p.curate.ops import _depth
+    from egom2p.curate.ops import depth_from_row
 
     adapter = TreeAdapter()
     ref = stages.discover(adapter, tree)[0]
@@ -151,11 +151,11 @@ def test_annotate_stage_passes_depth_as_arrow_and_quarantines_a_failing_chunk(tr
     rows = stage.process(chunks_table([stages.WorkChunk(ref, [0, 60])])).to_pylist()
     assert [r["clip_id"] for r in rows] == ["synthetic/s0/000000", "synthetic/s0/000060"]
     truth = np.load(Path(ref.path) / "depth.npy")
-    np.testing.assert_array_equal(_depth(rows[1]).values, truth[60:120])  # raw float32 bytes + shape, exact
-    assert _depth(rows[1]).kind == "metric" and rows[1]["record"] is None
+    np.testing.assert_array_equal(depth_from_row(rows[1]).values, truth[60:120])  # raw float32 bytes + shape, exact
+    assert depth_from_row(rows[1]).kind == "metric" and rows[1]["record"] is None
     none = AnnotateStage(adapter, "none")
     none.setup()
-    assert _depth(none.process(chunks_table([stages.WorkChunk(ref, [0])])).to_pylist()[0]) is None
+    assert depth_from_row(none.process(chunks_table([stages.WorkChunk(ref, [0])])).to_pylist()[0]) is None
     broken = stages.WorkChunk(SequenceRef("synthetic", "gone", str(tree / "gone")), [0, 60])
     bad = stage.process(chunks_table([broken])).to_pylist()
     assert [r["clip_id"] for r in bad] == ["synthetic/gone/000000", "synthetic/gone/000060"]

@@ -32,7 +32,7 @@ def test_subset_db_is_nested_and_train_only(tmp_path):
         assert set(idx["split"]) == {"train"} and len(idx["split"]) == sizes[frac]
         seqs[frac] = set(idx["sequence"])
         db = open_token_db(str(dst))
-        assert db.lineage[-1]["subset"].startswith(f"{frac:g} of the training") and db.registry.config == "tiny"
+        assert db.lineage[-1]["clips"].endswith(f"({frac:g} of the training sequences)") and db.registry.config == "tiny"
         assert subset_db(src, dst, frac) == sizes[frac]  # re-run: kept
     assert sizes == {0.25: 6, 0.5: 12} and len(seqs[0.25]) == 2 and seqs[0.25] < seqs[0.5]
 

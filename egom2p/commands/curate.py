@@ -32,6 +32,7 @@ def preflight(args):
     """The run's config, checked: options, dataset, depth annotator, raw root (with at least one
     sequence of the dataset), output. Raises ConfigError or CurateError."""
     from ..adapters.base import SourceError
+    from ..clips import existing_ids
     from ..curate.config import CurateConfig, CurateError
     from ..curate.stages import discover
     from ..runconfig import from_args
@@ -42,6 +43,7 @@ def preflight(args):
         discover(adapter, config.raw, config.limit)
     except SourceError as e:
         raise CurateError(str(e)) from None
+    existing_ids(config.table_path, options=config.options)  # an existing output table must be readable
     return config
 
 

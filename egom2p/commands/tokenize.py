@@ -37,8 +37,22 @@ def run(args) -> int:
     from ..tokenizers.cosmos import CosmosCheckpointError
 
     try:
+        readable_tables(config)
         s = run_flow("tokenize", config)
     except (ClipsTableError, TokenDBError, TokenizerError, CosmosCheckpointError, ValueError) as e:
         return error("tokenize", e)
     print(f"{config.out}: version {s.get('version')}, {s.get('rows')} clips ({s['added']} added)")
     return 0
+
+
+def readable_tables(config) -> None:
+    """Read the clip ids of every input table and of an existing token DB (before Prefect and Ray start):
+    a damaged table is one ClipsTableError / TokenDBError naming it."""
+    from ..clips import existing_ids
+    from ..tables import exists
+    from ..tokendb import open_token_db
+
+    for p in config.clips:
+        existing_ids(p, options=config.options(p))
+    if exists(config.out, config.options(config.out)):
+        open_token_db(config.out, options=config.options(config.out)).clip_ids()

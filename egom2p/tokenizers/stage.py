@@ -196,13 +196,17 @@ class TokenizeRun:
         """(result stub, clip ids of the table still missing from the DB in table order, fragments holding them)."""
         import pyarrow.compute as pc
 
-        from ..clips import open_clips
+        from ..clips import ClipsTableError, open_clips
         from ..tokendb import existing_ids
 
         cfg = self.config
         ds = open_clips(clips_path, options=cfg.options(clips_path))
         version = int(ds.version)
-        t = ds.to_table(columns=["clip_id"], with_row_address=True)
+        try:
+            t = ds.to_table(columns=["clip_id"], with_row_address=True)
+        except (OSError, ValueError) as e:  # damaged data files (pyarrow.ArrowInvalid is a ValueError)
+            raise ClipsTableError(f"{clips_path}: reading the clip ids failed, the table may be truncated or "
+                                  f"corrupt ({type(e).__name__}: {str(e)[:300]})") from e
         ids = t.column("clip_id").to_pylist()
         have = existing_ids(cfg.out, cfg.options(cfg.out))
         keep = [i for i, c in enumerate(ids) if c not in have]

@@ -51,6 +51,7 @@ class TrainConfig:
     eval_fraction: float = 0.1  # held out when the clips have no val/test split
     max_clips: int | None = None
     log_every: int = 25
+    augment: bool = False  # gaze/cam: also train on mirrored and time-reversed copies of the clips (4x)
     model: dict = field(default_factory=dict)  # model config overrides
 
 
@@ -302,7 +303,7 @@ def train_sequence(modality: str, clips: list, out, cfg: TrainConfig | None = No
     tr, ev, ev_desc = split_eval(data.splits, cfg.eval_fraction, cfg.seed)
     log(f"{modality}: {len(data.ids)} clips from {len(clips)} table(s); training on {len(tr)}, evaluating on {ev_desc}")
     model = build_sequence_model(modality, registry, cfg).to(dev)
-    x_train = augment_sequences(modality, data.x[tr])  # 4x the clips: mirrored and time-reversed copies
+    x_train = augment_sequences(modality, data.x[tr]) if cfg.augment else data.x[tr]  # 4x: mirrored, reversed
     norm = cam_norm_stats(x_train) if modality == "cam" else None
     ident = {"kind": "vqvae", "sha256": "training"}
     tok = SequenceTokenizer(modality, model, registry, ident, norm=norm, device=str(dev))

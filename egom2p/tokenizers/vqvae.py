@@ -46,8 +46,8 @@ class VQVAEConfig:
 
 
 VQVAE_PRESETS = {
-    "base": dict(dim=768, depth=12, heads=12, velocity=5.0),
-    "tiny": dict(dim=64, depth=2, heads=4, velocity=5.0),
+    "base": dict(dim=768, depth=12, heads=12),
+    "tiny": dict(dim=64, depth=2, heads=4),
 }
 
 
