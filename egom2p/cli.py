@@ -37,6 +37,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"egom2p {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of input and artefact errors (also EGOM2P_DEBUG=1)")
+    # a command that runs other commands (demo, quality) is handed this entry instead of importing this module
+    parser.set_defaults(egom2p_main=main)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_"))
     for name in [only] if only in names else names:

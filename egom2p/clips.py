@@ -179,12 +179,7 @@ def row_to_clip(row: dict, decode_rgb: bool = True, decode_depth_: bool = True) 
 
 def open_clips(path, version=None, options: dict | None = None):
     """The clips table at ``path`` as a Lance dataset (at ``version``), its format checked."""
-    try:
-        ds = tables.open_table(path, version, options)
-    except tables.TableNotFound:
-        raise ClipsTableError(f"{os.fspath(path)}: clips table not found") from None
-    except tables.TableError as e:
-        raise ClipsTableError(f"{os.fspath(path)}: not a readable Lance clips table ({e})") from e
+    ds = tables.open_as(ClipsTableError, "clips table", path, version, options)
     check_clips_schema(ds.schema, os.fspath(path))
     return ds
 

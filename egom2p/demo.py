@@ -13,12 +13,17 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 TASKS = ("camera", "gaze", "depth", "rgb")
+
+#: The ``egom2p`` command line's entry, ``egom2p.cli.main`` (argv -> exit code). The caller hands it in:
+#: the ``egom2p demo`` command is itself run by that entry, so this module does not import the CLI.
+CommandLine = Callable[[list[str]], int]
 
 
 @dataclass
@@ -56,37 +61,34 @@ def _cpu_s() -> float:
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
-def _run(argv: list[str], train: bool = False) -> None:
-    name = "egom2p-train" if train else "egom2p"
+def _run(entry: CommandLine, argv: list[str], name: str = "egom2p") -> None:
+    """Run the command line ``name ARGV`` through its ``entry`` (its ``main``) in this process."""
     print(f"\n$ {name} {shlex.join(argv)}", flush=True)
     t0, c0 = time.perf_counter(), _cpu_s()
-    if train:
-        from .train import main as entry
-    else:
-        from .cli import main as entry
     rc = entry(argv)
     if rc:
         raise SystemExit(f"demo step failed (exit {rc}): {name} {shlex.join(argv)}")
     print(f"[demo] done in {time.perf_counter() - t0:.1f} s (cpu {_cpu_s() - c0:.1f} s)", flush=True)
 
 
-def build_data(cfg: DemoConfig, out: Path) -> DataPaths:
+def build_data(cfg: DemoConfig, out: Path, egom2p: CommandLine) -> DataPaths:
     """render -> curate -> tokenizers -> tokenize under ``out`` (each step skipped when already done)."""
     p = DataPaths(raw=out / "raw", clips=out / "clips", table=out / "clips" / "egogen.lance",
                   tokenizers=out / "tokenizers", db=out / "tokens" / "demo.lance")
-    _run(["render", "egogen", "--out", str(p.raw), "--sequences", str(cfg.sequences), "--seconds", str(cfg.seconds),
-          "--seed", str(cfg.seed), "--size", str(cfg.size), "--jobs", str(cfg.jobs), "--preview"])
-    _run(["curate", "egogen", "--raw", str(p.raw), "--out", str(p.clips), "--size", str(cfg.size)])
-    _run(["clips", "info", str(p.table)])
+    _run(egom2p, ["render", "egogen", "--out", str(p.raw), "--sequences", str(cfg.sequences),
+                  "--seconds", str(cfg.seconds), "--seed", str(cfg.seed), "--size", str(cfg.size),
+                  "--jobs", str(cfg.jobs), "--preview"])
+    _run(egom2p, ["curate", "egogen", "--raw", str(p.raw), "--out", str(p.clips), "--size", str(cfg.size)])
+    _run(egom2p, ["clips", "info", str(p.table)])
     for kind, steps in (("cam", cfg.tokenizer_steps), ("gaze", cfg.tokenizer_steps), ("video", cfg.video_steps)):
         done = p.tokenizers / ("rgb" if kind == "video" else kind) / "config.json"
         if done.exists():
             print(f"\n[demo] tokenizer {kind} exists ({done.parent}), skipped")
             continue
-        _run(["tokenizer", "train", kind, "--clips", str(p.table), "--out", str(p.tokenizers), "registry=tiny",
-              "size=tiny", f"steps={steps}", f"seed={cfg.seed}"])
-    _run(["tokenize", "--clips", str(p.table), "--tokenizers", str(p.tokenizers), "--out", str(p.db)])
-    _run(["db", "info", str(p.db)])
+        _run(egom2p, ["tokenizer", "train", kind, "--clips", str(p.table), "--out", str(p.tokenizers), "registry=tiny",
+                      "size=tiny", f"steps={steps}", f"seed={cfg.seed}"])
+    _run(egom2p, ["tokenize", "--clips", str(p.table), "--tokenizers", str(p.tokenizers), "--out", str(p.db)])
+    _run(egom2p, ["db", "info", str(p.db)])
     return p
 
 
@@ -95,33 +97,37 @@ def train_model(db: Path, run_dir: Path, steps: int, seed: int) -> None:
     if (run_dir / "latest").exists() or any(run_dir.glob("checkpoints/step_*")) or any(run_dir.glob("step_*")):
         print(f"\n[demo] model run exists ({run_dir}), skipped")
         return
-    _run(["--db", str(db), "--out", str(run_dir), "model=tiny", f"train.steps={steps}", f"seed={seed}"], train=True)
+    from .train import main
+
+    _run(main, ["--db", str(db), "--out", str(run_dir), "model=tiny", f"train.steps={steps}", f"seed={seed}"],
+         "egom2p-train")
 
 
-def evaluate_tasks(run_dir: Path, data: DataPaths, evals: Path, limit: int) -> dict:
+def evaluate_tasks(run_dir: Path, data: DataPaths, evals: Path, limit: int, egom2p: CommandLine) -> dict:
     """``egom2p eval`` of the four tasks on the held-out clips; returns {task: eval JSON}."""
     results = {}
     for task in TASKS:
-        _run(["eval", task, "--ckpt", str(run_dir), "--tokenizers", str(data.tokenizers), "--clips", str(data.table),
-              "--split", "val", "--limit", str(limit), "--out", str(evals)])
+        _run(egom2p, ["eval", task, "--ckpt", str(run_dir), "--tokenizers", str(data.tokenizers),
+                      "--clips", str(data.table), "--split", "val", "--limit", str(limit), "--out", str(evals)])
         f = evals / f"eval_{task}.json"
         if f.exists():
             results[task] = json.loads(f.read_text())
     return results
 
 
-def run_demo(cfg: DemoConfig) -> dict:
+def run_demo(cfg: DemoConfig, egom2p: CommandLine) -> dict:
+    """The demo; ``egom2p``: the command line's entry (``egom2p.cli.main``)."""
     out = Path(cfg.out)
     run_dir, pred, evals = out / "runs" / "tiny", out / "predict", out / "eval"
     t_start = time.perf_counter()
 
-    data = build_data(cfg, out)
+    data = build_data(cfg, out, egom2p)
     train_model(data.db, run_dir, cfg.train_steps, cfg.seed)
     held_out = _first_val_sequence(data.raw)
     gt = _ground_truth_tum(held_out, pred / "camera_gt.tum")
-    _run(["predict", "camera", "--ckpt", str(run_dir), "--tokenizers", str(data.tokenizers), "--video",
-          str(held_out / "rgb.mp4"), "--out", str(pred / "camera"), "--gt", str(gt)])
-    results = evaluate_tasks(run_dir, data, evals, cfg.eval_limit)
+    _run(egom2p, ["predict", "camera", "--ckpt", str(run_dir), "--tokenizers", str(data.tokenizers), "--video",
+                  str(held_out / "rgb.mp4"), "--out", str(pred / "camera"), "--gt", str(gt)])
+    results = evaluate_tasks(run_dir, data, evals, cfg.eval_limit, egom2p)
 
     minutes = (time.perf_counter() - t_start) / 60
     print(f"""

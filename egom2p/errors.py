@@ -34,6 +34,25 @@ class ForeignArtefactError(EgoM2PError):
     """An artefact made by another tokenizer (or model) than the one the caller was built with."""
 
 
+class SourceError(EgoM2PError, RuntimeError):
+    """Bad or unreadable raw input; the message names the file and the problem. Quarantined by flows.
+
+    Raised by the dataset adapters and by the safe readers (:mod:`egom2p.safeio`) they use; importable
+    from :mod:`egom2p.adapters.base` too."""
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class AnnotatorUnavailable(EgoM2PError, RuntimeError):
+    """A depth annotator cannot run (unknown name, missing checkpoint, ...); raised at flow start.
+
+    Raised by :mod:`egom2p.annotators` and by the RollingDepth model it wraps; importable from
+    :mod:`egom2p.annotators` too."""
+
+
 # OS errors that name a file are user errors too (a path that does not exist, cannot be read, ...).
 _FILE_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 

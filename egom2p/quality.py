@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .demo import TASKS, DemoConfig, DataPaths, _run, build_data, evaluate_tasks, train_model
+from .demo import TASKS, CommandLine, DemoConfig, DataPaths, _run, build_data, evaluate_tasks, train_model
 
 # (task, row key, label, lower is better)
 MAIN_METRICS = (("camera", "ate", "camera ATE (m)", True), ("camera", "rre", "camera RRE (deg)", True),
@@ -129,10 +129,11 @@ def _plot(path: Path, points: list[dict]) -> None:
     plt.close(fig)
 
 
-def run_quality(cfg: QualityConfig) -> Path:
+def run_quality(cfg: QualityConfig, egom2p: CommandLine) -> Path:
+    """The learning curve; ``egom2p``: the command line's entry (``egom2p.cli.main``)."""
     out = Path(cfg.out)
     t0 = time.perf_counter()
-    data: DataPaths = build_data(cfg, out)
+    data: DataPaths = build_data(cfg, out, egom2p)
     points = []
     for frac in sorted(cfg.fractions):
         tag = f"frac{frac:g}"
@@ -147,7 +148,7 @@ def run_quality(cfg: QualityConfig) -> Path:
         print(f"\n[quality] {tag}: {n} training clips -> {db}", flush=True)
         run_dir = out / "runs" / tag
         train_model(db, run_dir, cfg.train_steps, cfg.seed)
-        results = evaluate_tasks(run_dir, data, out / "eval" / tag, cfg.eval_limit)
+        results = evaluate_tasks(run_dir, data, out / "eval" / tag, cfg.eval_limit, egom2p)
         points.append({"fraction": frac, "train_clips": n, "run": str(run_dir), "metrics": collect(results)})
     md, js, png = write_curve(out, points)
     print("\n" + md.read_text())

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .adapters.base import SourceError
+from .errors import SourceError
 
 __all__ = ["UnsafeArchiveError", "UnsafePickleError", "iter_tar_members", "safe_extract_tar",
            "load_restricted_pickle", "loads_restricted_pickle", "load_npy", "load_npy_object", "read_npy_header"]

@@ -86,6 +86,17 @@ def open_table(uri, version: int | str | None = None, options: dict | None = Non
         raise TableError(f"{uri}: cannot open the Lance table ({type(e).__name__}: {str(e)[:300]})") from e
 
 
+def open_as(error: type[Exception], what: str, uri, version: int | str | None = None, options: dict | None = None):
+    """:func:`open_table`, its failures raised as ``error`` naming the table as ``what`` (e.g. "token DB")."""
+    try:
+        return open_table(uri, version, options)
+    except TableNotFound:
+        raise error(f"{os.fspath(uri)}: {what} not found") from None
+    except TableError as e:
+        at = f" at version {version!r}" if version is not None else ""
+        raise error(f"{os.fspath(uri)}: cannot open the {what}{at} ({e})") from e
+
+
 def exists(uri, options: dict | None = None) -> bool:
     """True if a Lance table (any version) is at ``uri``."""
     return storage.exists(storage.join(uri, "_versions"), options)

@@ -156,16 +156,6 @@ def read_meta(schema: pa.Schema, path: str = "") -> dict:
     return meta
 
 
-def _lance_open(path, version=None, options: dict | None = None):
-    try:
-        return tables.open_table(path, version, options)
-    except tables.TableNotFound:
-        raise TokenDBError(f"{os.fspath(path)}: token DB not found") from None
-    except tables.TableError as e:
-        what = f" at version {version!r}" if version is not None else ""
-        raise TokenDBError(f"{os.fspath(path)}: cannot open the token DB{what} ({e})") from e
-
-
 @dataclass
 class TokenDB:
     """A token DB opened at one Lance version."""
@@ -280,7 +270,7 @@ class TokenDB:
 def open_token_db(path, version: int | str | None = None, options: dict | None = None) -> TokenDB:
     """Open ``path`` at ``version`` (None = latest, an int, or a tag name); checks format and registry."""
     path = os.fspath(path)
-    ds = _lance_open(path, version, options)
+    ds = tables.open_as(TokenDBError, "token DB", path, version, options)
     meta = read_meta(ds.schema, path)
     try:
         registry = Registry.from_snapshot(meta["registry"])

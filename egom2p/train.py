@@ -44,6 +44,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from .schedule import lr_at
+
 # --------------------------------------------------------------------------------------------------
 # config
 # --------------------------------------------------------------------------------------------------
@@ -98,15 +100,6 @@ def _check_length(cfg):
 # --------------------------------------------------------------------------------------------------
 # schedule, optimizer
 # --------------------------------------------------------------------------------------------------
-
-
-def lr_at(tokens: float, total_tokens: float, lr: float, min_lr: float, warmup_tokens: float) -> float:
-    """Linear warm-up over ``warmup_tokens`` then cosine decay to ``min_lr`` at ``total_tokens``."""
-    if warmup_tokens > 0 and tokens < warmup_tokens:
-        return lr * tokens / warmup_tokens
-    span = max(total_tokens - warmup_tokens, 1.0)
-    progress = min(max((tokens - warmup_tokens) / span, 0.0), 1.0)
-    return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
 def make_optimizer(model: torch.nn.Module, ocfg, device: torch.device | None = None) -> torch.optim.AdamW:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from egom2p import geometry as geo
-from egom2p.adapters.base import SourceError, get_adapter
+from egom2p.adapters import get_adapter
+from egom2p.adapters.base import SourceError
 from egom2p.curate.stages import load_sequence
 from egom2p.render import render_dataset, render_sequence
 from egom2p.standardize import DepthAnnotation, clip_starts, standardize

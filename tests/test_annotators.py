@@ -79,6 +79,18 @@ def test_render_annotator_passes_rendered_depth_and_marks_background():
         get_annotator("sensor", median=7)
 
 
+def test_depth_not_aligned_to_the_frames_is_refused_naming_the_sequence():
+    """Both annotators read the window's depth through annotators.base.read_window_depth: wrong shape -> SourceError."""
+    from egom2p.adapters.base import SourceError
+
+    seq, truth = factories.make_raw_sequence(n=70, width=96, height=72)
+    seq.read_depth = lambda idx: truth["depth"][idx][:, :, :80]  # narrower than the RGB frames
+    with pytest.raises(SourceError, match=r"rendered depth has shape \(60, 72, 80\), expected \(60, 72, 96\)$"):
+        get_annotator("render").annotate(seq, 0, 60)
+    with pytest.raises(SourceError, match=r"sensor depth has shape \(60, 72, 80\), expected \(60, 72, 96\) \(aligned"):
+        get_annotator("sensor").annotate(seq, 0, 60)
+
+
 def test_sensor_depth_keeps_the_raw_valid_mask_through_the_clip(tmp_path):
     """Issue 15 (6a): the pixels the sensor really returned are kept beside the filled depth, in the clip
     and in the clips table; filled pixels are not raw-valid."""

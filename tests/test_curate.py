@@ -217,16 +217,16 @@ def test_prepare_fails_fast_with_clear_messages(tree, tmp_path, monkeypatch):
     with pytest.raises(CurateError, match="unknown dataset 'nope'"):
         CurationRun(CurateConfig(dataset="nope", raw=str(tree), out=str(tmp_path))).prepare()
 
-    import egom2p.adapters.base as base
+    import egom2p.adapters as adapters  # get_adapter's home: it imports the dataset's module by name
 
-    real = base.importlib.import_module
+    real = adapters.importlib.import_module
 
     def missing(name, *a):
         if name == "egom2p.adapters.h2o":
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return real(name, *a)
 
-    monkeypatch.setattr(base.importlib, "import_module", missing)
+    monkeypatch.setattr(adapters.importlib, "import_module", missing)
     with pytest.raises(CurateError, match="no adapter yet.*egom2p/adapters/h2o.py"):
         CurationRun(CurateConfig(dataset="h2o", raw=str(tree), out=str(tmp_path))).prepare()
 

@@ -18,11 +18,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory):
+    from egom2p.cli import main
     from egom2p.demo import DemoConfig, run_demo
 
     out = tmp_path_factory.mktemp("demo") / "demo_out"
     results = run_demo(DemoConfig(out=out, sequences=4, seconds=4, size=96, tokenizer_steps=60, video_steps=40,
-                                  train_steps=60, eval_limit=2))
+                                  train_steps=60, eval_limit=2), main)
     return out, results
 
 

@@ -13,14 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .base import SourceError
-
-
-def require_file(path: Path, what: str = "file") -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise SourceError(path, f"missing {what}")
-    return path
+from .base import SourceError, require_file
 
 
 def read_table(path: Path, *, min_cols: int, sep: str | None = None, what: str = "table") -> list[list[str]]:

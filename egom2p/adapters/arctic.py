@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import geometry as geo
 from ..safeio import load_npy_object
+from ..video import nearest_indices
 from ._sources import check_poses, read_json, read_rgb_image
 from .base import Adapter, RawSequence, SequenceRef, SourceError
 
@@ -106,9 +107,7 @@ class ArcticAdapter(Adapter):
         # timeline = ground-truth frames from the first to the last one that has an image
         first, last = int(have[0]), int(have[-1])
         frames_idx = np.arange(first, last + 1)
-        pos = np.clip(np.searchsorted(have, frames_idx), 0, len(have) - 1)
-        left = np.clip(pos - 1, 0, len(have) - 1)
-        nearest = np.where(np.abs(have[left] - frames_idx) <= np.abs(have[pos] - frames_idx), have[left], have[pos])
+        nearest = have[nearest_indices(have, frames_idx)]  # a missing frame takes the nearest one that exists
         frame_valid = np.isin(frames_idx, have)
         paths = [images[int(k)] for k in nearest]
 

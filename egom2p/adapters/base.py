@@ -13,14 +13,13 @@ An adapter module ``egom2p/adapters/<name>.py`` defines ``ADAPTER``, an instance
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import EgoM2PError
+from ..errors import SourceError  # the adapters' error (defined in egom2p.errors, below safeio)
 
 #: Source datasets with a curation deployment (paper Table 1), then evaluation-only sets.
 SOURCE_DATASETS = ("egoexo4d", "holoassist", "hot3d_aria", "hot3d_quest", "arctic", "taco", "h2o", "egogen")
@@ -28,13 +27,14 @@ EVAL_DATASETS = ("adt", "hoi4d", "ase")
 KNOWN_DATASETS = SOURCE_DATASETS + EVAL_DATASETS
 
 
-class SourceError(EgoM2PError, RuntimeError):
-    """Bad or unreadable raw input; the message names the file and the problem. Quarantined by flows."""
-
-    def __init__(self, path, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+def require_file(path, what: str = "file", *, nonempty: bool = False) -> Path:
+    """``path`` as a Path when it is a file (``nonempty``: and has bytes), else SourceError naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise SourceError(p, f"missing {what}")
+    if nonempty and p.stat().st_size == 0:
+        raise SourceError(p, f"empty {what}")
+    return p
 
 
 class AdapterNotAvailable(RuntimeError):
@@ -113,17 +113,3 @@ class Adapter:
     def load(self, ref: SequenceRef) -> RawSequence:
         """Open one sequence. Raise SourceError naming the file and problem when it cannot be read."""
         raise NotImplementedError
-
-
-def get_adapter(name: str) -> Adapter:
-    """The adapter of a dataset; a clear error when the dataset is unknown or has no adapter yet."""
-    if name not in KNOWN_DATASETS:
-        raise AdapterNotAvailable(f"unknown dataset {name!r}; known: {', '.join(KNOWN_DATASETS)}")
-    try:
-        module = importlib.import_module(f"egom2p.adapters.{name}")
-    except ModuleNotFoundError as e:
-        if e.name == f"egom2p.adapters.{name}":
-            raise AdapterNotAvailable(
-                f"dataset {name!r} has no adapter yet (expected module egom2p/adapters/{name}.py)") from e
-        raise
-    return module.ADAPTER

@@ -33,7 +33,7 @@ import numpy as np
 from .. import geometry as geo
 from ..video import VideoError, decode, probe
 from . import aria
-from .base import Adapter, RawSequence, SequenceRef, SourceError, bad_sequence
+from .base import Adapter, RawSequence, SequenceRef, SourceError, bad_sequence, require_file
 
 #: Tolerated difference between the video's frame count and the take's timesync rows (frames).
 MAX_COUNT_MISMATCH = 2
@@ -57,7 +57,7 @@ class EgoExo4DAdapter(Adapter):
 
     def discover(self, raw_root: Path) -> list[SequenceRef]:
         root = Path(raw_root)
-        takes_path = aria.require_file(root / "takes.json", "EgoExo4D takes.json")
+        takes_path = require_file(root / "takes.json", "EgoExo4D takes.json", nonempty=True)
         try:
             takes = json.loads(takes_path.read_text())
         except json.JSONDecodeError as e:
@@ -123,7 +123,7 @@ class EgoExo4DAdapter(Adapter):
     def frame_times(self, ref: SequenceRef) -> tuple[np.ndarray, np.ndarray]:
         """Device time (ns) of each video frame from timesync.csv, and which rows were present."""
         m = ref.meta
-        path = aria.require_file(Path(m["root"]) / "captures" / m["capture"] / "timesync.csv", "timesync.csv")
+        path = require_file(Path(m["root"]) / "captures" / m["capture"] / "timesync.csv", "timesync.csv", nonempty=True)
         col = f"{m['cam']}_{aria.RGB_STREAM}_capture_timestamp_ns"
         with open(path, newline="") as f:
             reader = csv.reader(f)

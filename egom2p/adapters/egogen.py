@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import geometry as geo
 from ..render.gaze import OCCLUSION_TOLERANCE_M, project_fixations
-from ..render.layout import RenderLayoutError, load_array, read_manifest, read_rgb
+from ..render.reader import RenderLayoutError, load_array, read_manifest, read_rgb
 from .base import Adapter, RawSequence, SequenceRef, SourceError, bad_sequence
 
 

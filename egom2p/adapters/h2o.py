@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..video import nearest_indices
 from ._sources import check_poses, read_depth_png_mm, read_matrix_txt, read_rgb_image, require_file
 from .base import Adapter, RawSequence, SequenceRef, SourceError
 
@@ -85,9 +86,7 @@ class H2OAdapter(Adapter):
         depth = _numbered(cam / "depth", ".png")
         have = np.array(sorted(rgb), dtype=np.int64)
         frames_idx = np.arange(have[0], have[-1] + 1)
-        pos = np.clip(np.searchsorted(have, frames_idx), 0, len(have) - 1)
-        left = np.clip(pos - 1, 0, len(have) - 1)
-        nearest = np.where(np.abs(have[left] - frames_idx) <= np.abs(have[pos] - frames_idx), have[left], have[pos])
+        nearest = have[nearest_indices(have, frames_idx)]  # a missing frame takes the nearest one that exists
         n = len(frames_idx)
 
         c2w = np.full((n, 4, 4), np.nan)

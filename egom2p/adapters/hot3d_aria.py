@@ -33,7 +33,7 @@ import numpy as np
 from .. import geometry as geo
 from ..safeio import iter_tar_members
 from . import aria
-from .base import Adapter, RawSequence, SequenceRef, SourceError, bad_sequence
+from .base import Adapter, RawSequence, SequenceRef, SourceError, bad_sequence, require_file
 
 TEST_PARTICIPANTS = {"P0004", "P0005", "P0006", "P0008", "P0016", "P0020"}
 VAL_PARTICIPANTS = {"P0001", "P0014"}
@@ -225,7 +225,7 @@ class Hot3DAdapter(Adapter):
                            source_files=files)
 
     def _load_quest_vrs(self, ref: SequenceRef, seq: Path) -> RawSequence:
-        models_path = aria.require_file(seq / "camera_models.json", "Quest camera_models.json")
+        models_path = require_file(seq / "camera_models.json", "Quest camera_models.json", nonempty=True)
         try:
             models = json.loads(models_path.read_text())
         except json.JSONDecodeError as e:
@@ -260,7 +260,7 @@ class QuestVrsStream:
             from pyvrs import ImageConversion, SyncVRSReader
         except ImportError as e:  # pragma: no cover - the vrs package is a dependency
             raise SourceError(vrs_path, "reading Quest VRS needs the 'vrs' package (pyvrs)") from e
-        self.path = str(aria.require_file(vrs_path, "VRS recording"))
+        self.path = str(require_file(vrs_path, "VRS recording", nonempty=True))
         reader = SyncVRSReader(self.path)
         if stream not in reader.stream_ids:
             raise SourceError(self.path, f"VRS has no stream {stream} (streams: {sorted(reader.stream_ids)})")

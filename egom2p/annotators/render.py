@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..adapters.base import RawSequence, SourceError
+from ..adapters.base import RawSequence
 from ..standardize import DepthAnnotation
-from .base import Annotator
+from .base import Annotator, read_window_depth
 
 
 @dataclass
@@ -28,13 +28,9 @@ class RenderDepth(Annotator):
         self.config = config or RenderDepthConfig()
 
     def annotate(self, seq: RawSequence, start: int, length: int) -> DepthAnnotation | None:
-        if seq.read_depth is None:
+        d = read_window_depth(seq, start, length, "rendered depth")
+        if d is None:
             return None
-        idx = np.arange(start, start + length)
-        d = np.asarray(seq.read_depth(idx), dtype=np.float32)  # [length, H, W] metres
-        if d.shape != (length, seq.height, seq.width):
-            raise SourceError(seq.ref.path, f"rendered depth has shape {d.shape}, expected "
-                                            f"({length}, {seq.height}, {seq.width})")
         d = np.where(np.isfinite(d) & (d > 0), d, 0.0).astype(np.float32)
         if self.config.max_depth > 0:
             d[d > self.config.max_depth] = 0.0

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..adapters.base import RawSequence, SourceError
+from ..adapters.base import RawSequence
 from ..standardize import DepthAnnotation
-from .base import Annotator
+from .base import Annotator, read_window_depth
 
 
 @dataclass
@@ -106,13 +106,9 @@ class SensorDepth(Annotator):
         self.config = config or SensorCleanConfig()
 
     def annotate(self, seq: RawSequence, start: int, length: int) -> DepthAnnotation | None:
-        if seq.read_depth is None:
+        raw = read_window_depth(seq, start, length, "sensor depth", "(aligned to RGB)")
+        if raw is None:
             return None
-        idx = np.arange(start, start + length)
-        raw = np.asarray(seq.read_depth(idx), dtype=np.float32)  # [length, H, W] metres
-        if raw.shape != (length, seq.height, seq.width):
-            raise SourceError(seq.ref.path, f"sensor depth has shape {raw.shape}, expected "
-                                            f"({length}, {seq.height}, {seq.width}) (aligned to RGB)")
         out = np.stack([clean_depth_frame(f, self.config) for f in raw])
         return DepthAnnotation(values=out, kind="metric", source="sensor",
                                raw_valid=raw_valid_mask(raw, self.config))

@@ -31,12 +31,11 @@ def coverage_rows(index) -> list[tuple[str, str, int, dict[str, int]]]:
 
 
 def run_info(args) -> int:
-    import lance
-
-    from ..clips import clips_index
+    from ..clips import ClipsTableError, clips_index
+    from ..tables import open_as
 
     index = clips_index(args.path, version=args.version)  # ClipsTableError naming the table (missing, damaged)
-    ds = lance.dataset(args.path)
+    ds = open_as(ClipsTableError, "clips table", args.path)
     print(f"{args.path}: {index.num_rows} clips, Lance version {args.version or ds.version} "
           f"(latest {ds.version}, {len(ds.versions())} versions)")
     print(f"{'dataset':<14}{'split':<8}{'clips':>7}{'rgb':>7}{'depth':>7}{'gaze':>7}{'cam':>7}")

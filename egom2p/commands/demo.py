@@ -28,5 +28,5 @@ def run(args) -> int:
 
     run_demo(DemoConfig(out=args.out, sequences=args.sequences, seconds=args.seconds, size=args.size, seed=args.seed,
                         jobs=args.jobs, tokenizer_steps=args.tokenizer_steps, video_steps=args.video_steps,
-                        train_steps=args.train_steps, eval_limit=args.eval_limit))
+                        train_steps=args.train_steps, eval_limit=args.eval_limit), args.egom2p_main)
     return 0

@@ -34,5 +34,5 @@ def run(args) -> int:
     run_quality(QualityConfig(out=args.out, sequences=args.sequences, seconds=args.seconds, size=args.size,
                               seed=args.seed, jobs=args.jobs, tokenizer_steps=args.tokenizer_steps,
                               video_steps=args.video_steps, train_steps=args.train_steps, eval_limit=args.eval_limit,
-                              fractions=tuple(args.fractions)))
+                              fractions=tuple(args.fractions)), args.egom2p_main)
     return 0

@@ -10,10 +10,11 @@ Python API::
     seq = render_sequence(seed=0, seconds=2, size=128)     # in memory: seq.frames, seq.depth, ...
     render_dataset("data/egogen", sequences=2, seconds=4, seed=0)   # on disk, see layout.py
 
-Modules: :mod:`.scene` (rooms, user meshes), :mod:`.walk` (free space, path, walking head),
+Modules: :mod:`.scene` (rooms, user meshes; its parts: :mod:`.scene_model`, :mod:`.mesh_builder`,
+:mod:`.rooms`, :mod:`.mesh_files`), :mod:`.walk` (free space, path, walking head),
 :mod:`.gaze` (fixations, pursuit, saccades, blinks, head orientation), :mod:`.shading` (rays and
-shading), :mod:`.sequence` (one sequence in memory), :mod:`.layout` (disk layout, writer, reader),
-:mod:`.preview` (contact sheets).
+shading), :mod:`.sequence` (one sequence in memory), :mod:`.layout` (disk layout, writer),
+:mod:`.reader` (reading a render folder), :mod:`.preview` (contact sheets).
 """
 
 from .layout import FORMAT, FORMAT_VERSION, RenderLayoutError, render_dataset, write_sequence

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scene import Scene
+from .scene_model import Scene
 from .walk import Walk, yaw_of
 
 FIXATION, SACCADE, PURSUIT, BLINK, OFFSCREEN = 0, 1, 2, 3, 4

@@ -1,4 +1,4 @@
-"""On-disk layout of a render (EgoGen's conventions), its writer and a reader.
+"""On-disk layout of a render (EgoGen's conventions) and its writer (the reader: :mod:`.reader`).
 
 ::
 
@@ -36,28 +36,22 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EgoM2PError
+from .reader import FORMAT, FORMAT_VERSION, RenderLayoutError, load_array, read_manifest, read_rgb
 from .scene import Scene, load_mesh_scene
 from .sequence import RenderConfig, plan_sequence, sequence_name
 from .shading import Renderer
 
 log = logging.getLogger(__name__)
 
-FORMAT = "egom2p-egogen"
-FORMAT_VERSION = 1
+# the reader (egom2p.render.reader) is re-exported here, where the layout is described
+__all__ = ["FORMAT", "FORMAT_VERSION", "GENERATOR_VERSION", "RGB_FORMATS", "SEQUENCE_FILES", "RenderLayoutError",
+           "check_output_dir", "is_complete", "load_array", "read_manifest", "read_rgb", "render_dataset",
+           "render_record", "scene_record", "write_sequence"]
+
 GENERATOR_VERSION = "1"  # bump when the same settings would render different pixels
 RGB_FORMATS = ("mp4", "png")
 SEQUENCE_FILES = ("depth.npy", "c2w_opengl.npy", "intrinsics.json", "gaze_point_world.npy", "gaze_valid.npy",
                   "gaze_state.npy", "gaze_object.npy", "scene.json")
-
-
-class RenderLayoutError(EgoM2PError, RuntimeError):
-    """An output folder cannot take this render, or a render folder is malformed; names the path."""
-
-    def __init__(self, path, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 def render_record(config: RenderConfig, seed: int, rgb_format: str, scene: Scene | None = None) -> dict:
@@ -324,58 +318,3 @@ def _render_worker(out: Path, config: RenderConfig, seed: int, index: int, rgb_f
             _WORKER_SCENES[key] = load_mesh_scene(config.scene, up=config.scene_up, seed=seed)
         scene = _WORKER_SCENES[key]
     return write_sequence(out, config, seed, index, scene, rgb_format, record)
-
-
-# --- reading ---------------------------------------------------------------------------------------
-
-
-def read_manifest(seq_dir: Path) -> dict:
-    p = Path(seq_dir) / "manifest.json"
-    if not p.is_file():
-        raise RenderLayoutError(seq_dir, "no manifest.json: the sequence is incomplete (still being written or interrupted)")
-    try:
-        man = json.loads(p.read_text())
-    except ValueError as e:
-        raise RenderLayoutError(p, f"manifest is not valid JSON ({e})") from e
-    if man.get("format") != FORMAT:
-        raise RenderLayoutError(p, f"not an {FORMAT} sequence (format {man.get('format')!r})")
-    if int(man.get("format_version", -1)) > FORMAT_VERSION:
-        raise RenderLayoutError(p, f"format version {man.get('format_version')} is newer than this reader ({FORMAT_VERSION})")
-    return man
-
-
-def load_array(path: Path, shape_prefix: tuple | None = None, mmap: bool = False) -> np.ndarray:
-    """np.load without pickles; a clear error naming the file for missing/corrupt/mis-shaped arrays."""
-    path = Path(path)
-    if not path.is_file():
-        raise RenderLayoutError(path, "file missing")
-    try:
-        a = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except Exception as e:
-        raise RenderLayoutError(path, f"unreadable array ({type(e).__name__}: {e})") from e
-    if shape_prefix is not None and tuple(a.shape[:len(shape_prefix)]) != tuple(shape_prefix):
-        raise RenderLayoutError(path, f"shape {a.shape}, expected {shape_prefix} + ...")
-    return a
-
-
-def read_rgb(seq_dir: Path, manifest: dict, indices) -> np.ndarray:
-    """uint8 [k, H, W, 3] frames of a sequence folder."""
-    seq_dir = Path(seq_dir)
-    idx = np.asarray(indices, dtype=np.int64)
-    if manifest.get("rgb_format", "mp4") == "png":
-        import cv2
-
-        out = []
-        for i in idx:
-            p = seq_dir / "rgb" / f"{int(i):06d}.png"
-            im = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if im is None:
-                raise RenderLayoutError(p, "missing or unreadable PNG frame")
-            out.append(im[..., ::-1])
-        return np.stack(out) if out else np.zeros((0, manifest["height"], manifest["width"], 3), np.uint8)
-    from ..video import VideoError, decode
-
-    try:  # decord, or PyAV where decord cannot read the size (16, 24, 48 px wide)
-        return decode(seq_dir / "rgb.mp4", idx)
-    except VideoError as e:
-        raise RenderLayoutError(seq_dir / "rgb.mp4", str(e)) from e

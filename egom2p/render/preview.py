@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import geometry as geo
-from .layout import load_array, read_manifest, read_rgb
+from .reader import load_array, read_manifest, read_rgb
 
 
 def gaze_pixels(c2w_opengl: np.ndarray, intrinsics, points_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .scene import Scene
+from .scene_model import Scene
 
 
 def default_intrinsics(width: int, height: int, hfov_deg: float = 90.0) -> np.ndarray:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scene import Scene, SceneError
+from .scene_model import Scene, SceneError
 
 
 class NoFreeSpaceError(SceneError):

@@ -42,7 +42,7 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from ..annotators.base import AnnotatorUnavailable
+from ..errors import AnnotatorUnavailable
 from .coalign import CoalignResult, Snippet, cap_dilation, coalign, snippet_indices
 from .presets import RollingDepthConfig
 

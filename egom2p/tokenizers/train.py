@@ -16,7 +16,6 @@ of reconstructions are written beside the checkpoint (``eval.png``).
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 
 from ..geometry import c2w_to_pose9d
 from ..modalities import Registry, get_registry
+from ..schedule import lr_at
 from ..video import token_frame_indices
 from . import SequenceTokenizer, TokenizerError, VideoTokenizer, prepare_video, save_tokenizer
 from .fsq import FSQ_PRESETS, CausalVideoFSQ, FSQVideoConfig
@@ -73,10 +73,9 @@ def _optimizer_step(opt, model, loss, lr: float) -> None:
 
 
 def _lr_at(step: int, cfg: TrainConfig, base_lr: float) -> float:
-    if step < cfg.warmup:
-        return base_lr * (step + 1) / cfg.warmup
-    p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return base_lr * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
+    """:func:`egom2p.schedule.lr_at` over optimizer steps, decaying to 0: the warm-up counts the step being
+    taken (``step + 1``, so the first step already moves), the decay the steps done."""
+    return lr_at(step + 1 if step < cfg.warmup else step, cfg.steps, base_lr, 0.0, cfg.warmup)
 
 
 def _progress(total: int, desc: str):
