@@ -42,7 +42,7 @@ def synthetic_rows(prefix: str, n: int, seed: int = 0) -> pa.Table:
         "height": [64] * n, "intrinsics": [[50.0, 50.0, 32.0, 32.0]] * n, "camera_model": ["pinhole"] * n,
         "distortion": [[]] * n, "is_gray": [False] * n, "frame_valid": [[True] * CLIP_FRAMES] * n,
         "rgb_mp4": [rng.bytes(512) for _ in range(n)], "depth_f16": [None] * n, "depth_source": [None] * n,
-        "depth_range": [None] * n, "gaze": [rng.random(2 * CLIP_FRAMES, dtype=np.float32).tolist()] * n,
+        "depth_range": [None] * n, "depth_raw_valid": [None] * n, "gaze": [rng.random(2 * CLIP_FRAMES, dtype=np.float32).tolist()] * n,
         "gaze_valid": [[True] * CLIP_FRAMES] * n, "cam": [cam] * n, "provenance": ["{}"] * n,
     }
     return pa.table(cols, schema=CLIPS_SCHEMA)

@@ -91,7 +91,7 @@ def make_step(module: nn.Module, ocfg, bf16: bool):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
         opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     return step
 
