@@ -265,7 +265,7 @@ class TokenizeRun:
                     res.workers[r["worker"]] = res.workers.get(r["worker"], 0) + 1
             for v in sorted({r["version"] for r in status if r["written"] and r["version"] is not None}):
                 if v not in res.versions:
-                    res.versions.append(v)
+                    res.versions = sorted([*res.versions, v])  # commit order (workers' reports arrive in any order)
                     self.log(f"committed clips of {os.path.basename(clips_path.rstrip('/'))} as version {v} "
                              f"({res.added}/{len(todo)})")
             done += len(status)
