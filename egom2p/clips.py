@@ -246,7 +246,6 @@ def insert_table(path, table: pa.Table, options: dict | None = None) -> tables.I
     path = os.fspath(path)
     table = _conform(path, table)
     try:
-        table = fit_to_table(table, tables.open_table(path, options=options).schema, path)
         return tables.insert_new(path, table, options=options)
     except tables.TableError as e:
         raise ClipsTableError(str(e)) from e
@@ -279,17 +278,6 @@ def write_rows(path, rows: list[dict], options: dict | None = None) -> int:
     if not rows:
         return 0
     return write_table(path, rows_to_table(rows), options).rows
-
-
-def fit_to_table(table: pa.Table, schema: pa.Schema, path: str = "") -> pa.Table:
-    """Rows for inserting into an existing table: optional columns it lacks are left out when they are all null."""
-    for name in OPTIONAL_COLUMNS:
-        if name not in schema.names and name in table.column_names:
-            if table.column(name).null_count != table.num_rows:
-                raise ClipsTableError(f"{path}: this clips table was written without the {name} column and the new "
-                                      f"clips have it; curate into a new table to keep it")
-            table = table.drop_columns([name])
-    return table
 
 
 def write_clips(path, clips: Iterable[Clip], options: dict | None = None) -> int:

@@ -162,6 +162,17 @@ class Inserted:
     version: int | None  # the version of this call's commit (None when nothing was new)
 
 
+def _fit_columns(uri: str, table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` without the columns the target table lacks (optional columns added after the target was
+    written); refused when such a column holds values, which the insert would otherwise drop silently."""
+    extra = [n for n in table.column_names if n not in schema.names]
+    held = [n for n in extra if table.column(n).null_count != table.num_rows]
+    if held:
+        raise TableError(f"{uri}: this table was written without the {', '.join(held)} column(s) and the new rows "
+                         f"have values there; write them into a new table to keep them")
+    return table.drop_columns(extra) if extra else table
+
+
 def insert_new(uri, table: pa.Table, *, key: str = "clip_id", options: dict | None = None,
                attempts: int = 8) -> Inserted:
     """Insert the rows of ``table`` whose ``key`` the table lacks; exactly once even with concurrent writers.
@@ -183,6 +194,7 @@ def insert_new(uri, table: pa.Table, *, key: str = "clip_id", options: dict | No
             if present else table
         if fresh.num_rows == 0:
             return Inserted(0, sorted(present), None)
+        fresh = _fit_columns(uri, fresh, ds.schema)
         try:
             fresh = fresh.select(ds.schema.names).cast(ds.schema)
         except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as e:
