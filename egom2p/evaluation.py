@@ -288,7 +288,12 @@ def score_reconstructions(modality: str, originals, reconstructions, meta=None, 
     Returns the mean of each metric keyed ``{modality}_{metric}[_{unit}]`` (e.g. ``cam_ate_m``),
     plus ``alignment`` for camera metrics. Metrics whose ground truth is unavailable are left out.
     """
-    spec = task_for_target(modality)
+    try:
+        spec = task_for_target(modality)
+    except KeyError:  # no task generates it (a registered modality beyond the four): its plain RMSE
+        from .metrics import sequence_rmse
+
+        return {f"{modality}_rmse": sequence_rmse(reconstructions, originals)[0]}
     ctx = ctx or ScoreContext()
     originals = np.asarray(originals)
     size = np.asarray(reconstructions[0]).shape[1] if modality in VIDEO_MODALITIES else 0

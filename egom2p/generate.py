@@ -52,11 +52,19 @@ PRESETS: dict[str, GenerationConfig] = {
     "depth": GenerationConfig(steps=3, **_OFFICIAL),
     "gaze": GenerationConfig(steps=5, **_OFFICIAL),
     "rgb_from_depth": GenerationConfig(steps=6, **_OFFICIAL),
+    "sequence": GenerationConfig(steps=5, **_OFFICIAL),  # a registered sequence modality without a paper preset
 }
 
 
+def preset_for(modality_name: str) -> GenerationConfig:
+    """The default preset that generates a modality (its registry entry's ``preset``)."""
+    from .modality import info
+
+    return get_preset(info(modality_name).preset)
+
+
 def get_preset(name: str) -> GenerationConfig:
-    """The named official preset ("camera", "gaze", "depth", "rgb_from_depth")."""
+    """The named official preset ("camera", "gaze", "depth", "rgb_from_depth"; "sequence" for a further modality)."""
     if name not in PRESETS:
         raise KeyError(f"unknown generation preset {name!r}; known: {sorted(PRESETS)}")
     return PRESETS[name]

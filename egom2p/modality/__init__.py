@@ -6,7 +6,7 @@ size specs are in :mod:`egom2p.modalities`; a further modality registers both wi
 
 from . import cam, depth, gaze, rgb
 from .base import (MODALITY_INFO, ModalityError, ModalityInfo, finite_rows, float_sequence_codec,
-                   float_sequence_column, info, names, register, registered, standard_norm_stats,
+                   float_sequence_column, info, names, plot_channels, register, registered, standard_norm_stats,
                    standard_postprocess, standard_prepare, standardize_signal, unregister)
 
 BUILTIN = (rgb, depth, gaze, cam)  # in registry order: the model's modality order
@@ -14,5 +14,5 @@ for _module in BUILTIN:
     MODALITY_INFO[_module.INFO.name] = _module.INFO
 
 __all__ = ["BUILTIN", "MODALITY_INFO", "ModalityError", "ModalityInfo", "finite_rows", "float_sequence_codec",
-           "float_sequence_column", "info", "names", "register", "registered", "standard_norm_stats",
+           "float_sequence_column", "info", "names", "plot_channels", "register", "registered", "standard_norm_stats",
            "standard_postprocess", "standard_prepare", "standardize_signal", "unregister"]

@@ -55,6 +55,8 @@ class ModalityInfo:
       ``norm_stats(x)`` -> the normalisation statistics a checkpoint stores (None: not normalised);
       ``mirror(x)`` / ``reverse(x)`` -> the clips mirrored left-right / reversed in time, for augmentation
       (``mirror`` None: not augmented; ``reverse`` None: plain time reversal).
+    * ``plot(ax, truth, reconstruction)``: one clip's truth against a reconstruction on a matplotlib axis
+      (None: :func:`plot_channels`, every feature over the frames).
     * ``preset``: the default generation preset (:data:`egom2p.generate.PRESETS`) that makes it.
     """
 
@@ -73,6 +75,7 @@ class ModalityInfo:
     norm_stats: Callable[[np.ndarray], dict | None] | None = None
     mirror: Callable[[np.ndarray], np.ndarray] | None = None
     reverse: Callable[[np.ndarray], np.ndarray] | None = None
+    plot: Callable[[Any, np.ndarray, np.ndarray], None] | None = None
     preset: str = "sequence"
     fields: tuple[str, ...] = field(default=())  # clip fields besides the array that it owns (depth_range, ...)
 
@@ -209,3 +212,12 @@ def standard_postprocess(y, norm: dict | None) -> np.ndarray:
     if norm is not None:
         y = y * np.asarray(norm["std"], np.float32) + np.asarray(norm["mean"], np.float32)
     return y.astype(np.float32)
+
+
+def plot_channels(ax, truth: np.ndarray, rec: np.ndarray, max_channels: int = 6) -> None:
+    """One clip of a sequence modality: each feature (up to ``max_channels``) over the frames, truth solid."""
+    t, r = np.asarray(truth).reshape(len(truth), -1), np.asarray(rec).reshape(len(rec), -1)
+    for c in range(min(max_channels, t.shape[1])):
+        line, = ax.plot(t[:, c], "-", label=f"{c} truth")
+        ax.plot(r[:, c], "--", color=line.get_color(), label=f"{c} recon")
+    ax.set_xlabel("frame")

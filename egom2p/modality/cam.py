@@ -73,11 +73,21 @@ def reverse(x: np.ndarray) -> np.ndarray:
     return np.linalg.inv(rev[:, :1]) @ rev
 
 
+def plot(ax, truth: np.ndarray, rec: np.ndarray) -> None:
+    """The trajectory seen from above (x-z plane)."""
+    ax.plot(truth[:, 0, 3], truth[:, 2, 3], "-", label="truth")
+    ax.plot(rec[:, 0, 3], rec[:, 2, 3], "--", label="reconstruction")
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("z (m)")
+    ax.axis("equal")
+
+
 _encode, _decode = float_sequence_codec("cam", (4, 4))
 
 INFO = ModalityInfo(
     name="cam", tokenizer="sequence", frame_shape=lambda h, w: (4, 4), dtype=np.float32,
     columns=(pa.field("cam", pa.list_(pa.float32(), CLIP_FRAMES * 16)),),
     encode=_encode, decode=_decode, standardize=standardize, check=check,
-    prepare=prepare, postprocess=postprocess, norm_stats=norm_stats, mirror=mirror, reverse=reverse, preset="camera",
+    prepare=prepare, postprocess=postprocess, norm_stats=norm_stats, mirror=mirror, reverse=reverse, plot=plot,
+    preset="camera",
 )

@@ -181,10 +181,27 @@ def check(d: np.ndarray, clip) -> str | None:
     return None
 
 
+def prepare(x, norm=None) -> tuple[np.ndarray, None]:
+    """Token frames float32 [B, T, H, W] in [0, 1] (NaN invalid -> 0) -> (3-channel float32 [B, 3, T, H, W] in
+    [-1, 1], None): depth goes through the video tokenizer as a gray image."""
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ModalityError(f"depth tokenizer needs float32 [B,60,H,W], got {x.shape}")
+    d = np.clip(np.nan_to_num(np.asarray(x, np.float32), nan=0.0, posinf=0.0, neginf=0.0), 0, 1)
+    v = d * np.float32(2) - np.float32(1)
+    return np.broadcast_to(v[:, None], (v.shape[0], 3, *v.shape[1:])), None
+
+
+def postprocess(video, norm=None) -> np.ndarray:
+    """Decoded video float [B, 3, T, S, S] in [-1, 1] -> normalised inverse depth float32 [B, T, S, S] in [0, 1]."""
+    return np.clip((np.asarray(video, np.float32).mean(1) + 1) / 2, 0, 1).astype(np.float32)
+
+
 INFO = ModalityInfo(
     name="depth", tokenizer="video", frame_shape=lambda h, w: (h, w), dtype=np.float32,
     columns=(pa.field("depth_f16", pa.large_binary()), pa.field("depth_source", pa.string()),
              pa.field("depth_range", pa.list_(pa.float32(), 2)), pa.field("depth_raw_valid", pa.large_binary())),
-    encode=encode, decode=decode_row, standardize=standardize, check=check, preset="depth",
+    encode=encode, decode=decode_row, standardize=standardize, check=check, prepare=prepare, postprocess=postprocess,
+    preset="depth",
     fields=("depth_source", "depth_range", "depth_raw_valid"),
 )

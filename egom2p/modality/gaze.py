@@ -104,10 +104,18 @@ def mirror(x: np.ndarray) -> np.ndarray:
     return m
 
 
+def plot(ax, truth: np.ndarray, rec: np.ndarray) -> None:
+    for c, name in enumerate("xy"):
+        ax.plot(truth[:, c], "-", label=f"{name} truth")
+        ax.plot(rec[:, c], "--", label=f"{name} recon")
+    ax.set_xlabel("frame")
+    ax.set_ylabel("normalised gaze")
+
+
 INFO = ModalityInfo(
     name="gaze", tokenizer="sequence", frame_shape=lambda h, w: (GAZE_DIM,), dtype=np.float32,
     columns=(pa.field("gaze", pa.list_(pa.float32(), CLIP_FRAMES * GAZE_DIM)),
              pa.field("gaze_valid", pa.list_(pa.bool_(), CLIP_FRAMES))),
     encode=encode, decode=decode_row, standardize=standardize, check=check, present=present,
-    prepare=prepare, postprocess=postprocess, mirror=mirror, preset="gaze", fields=("gaze_valid",),
+    prepare=prepare, postprocess=postprocess, mirror=mirror, plot=plot, preset="gaze", fields=("gaze_valid",),
 )

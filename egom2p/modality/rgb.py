@@ -34,8 +34,22 @@ def standardize(seq, frames: np.ndarray, size: int, depth=None) -> dict:
     return {"rgb": center_crop_resize(x.astype(np.uint8), size)}
 
 
+def prepare(x, norm=None) -> tuple[np.ndarray, None]:
+    """Token frames uint8 [B, T, H, W, 3] -> (float32 [B, 3, T, H, W] in [-1, 1], None)."""
+    x = np.asarray(x)
+    if x.ndim != 5 or x.shape[-1] != 3 or x.dtype != np.uint8:
+        raise ModalityError(f"rgb tokenizer needs uint8 [B,60,H,W,3], got {x.dtype} {x.shape}")
+    return (x.astype(np.float32) / np.float32(127.5) - np.float32(1)).transpose(0, 4, 1, 2, 3), None
+
+
+def postprocess(video, norm=None) -> np.ndarray:
+    """Decoded video float [B, 3, T, S, S] in [-1, 1] -> uint8 [B, T, S, S, 3]."""
+    v = (np.asarray(video, np.float32).transpose(0, 2, 3, 4, 1) + 1) * np.float32(127.5)
+    return np.clip(np.round(v), 0, 255).astype(np.uint8)
+
+
 INFO = ModalityInfo(
     name="rgb", tokenizer="video", frame_shape=lambda h, w: (h, w, 3), dtype=np.uint8,
     columns=(pa.field("rgb_mp4", pa.large_binary()),), encode=encode, decode=decode_row, standardize=standardize,
-    preset="rgb_from_depth",
+    prepare=prepare, postprocess=postprocess, preset="rgb_from_depth",
 )
