@@ -52,7 +52,6 @@ PRESETS: dict[str, GenerationConfig] = {
     "depth": GenerationConfig(steps=3, **_OFFICIAL),
     "gaze": GenerationConfig(steps=5, **_OFFICIAL),
     "rgb_from_depth": GenerationConfig(steps=6, **_OFFICIAL),
-    "sequence": GenerationConfig(steps=5, **_OFFICIAL),  # a registered sequence modality without a paper preset
 }
 
 
@@ -64,7 +63,7 @@ def preset_for(modality_name: str) -> GenerationConfig:
 
 
 def get_preset(name: str) -> GenerationConfig:
-    """The named official preset ("camera", "gaze", "depth", "rgb_from_depth"; "sequence" for a further modality)."""
+    """The named official preset ("camera", "gaze", "depth", "rgb_from_depth")."""
     if name not in PRESETS:
         raise KeyError(f"unknown generation preset {name!r}; known: {sorted(PRESETS)}")
     return PRESETS[name]

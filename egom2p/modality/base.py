@@ -76,7 +76,7 @@ class ModalityInfo:
     mirror: Callable[[np.ndarray], np.ndarray] | None = None
     reverse: Callable[[np.ndarray], np.ndarray] | None = None
     plot: Callable[[Any, np.ndarray, np.ndarray], None] | None = None
-    preset: str = "sequence"
+    preset: str = "gaze"  # the paper's preset of a 30-token sequence target (5 steps) unless the entry names another
     fields: tuple[str, ...] = field(default=())  # clip fields besides the array that it owns (depth_range, ...)
 
     @property
