@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from .errors import EgoM2PError
+from . import modality
 from .modalities import Registry
 from .tokendb import TokenDB, open_token_db, token_column
 
@@ -245,8 +246,9 @@ class MaskingSampler:
         self.local_batch = self.batch_size // world_size
         self.registry: Registry = self.db.registry
         self.all_modalities = self.registry.names  # modality index = position in the registry (model order)
-        if self.mix.modalities is None:
-            self.mix = replace(self.mix, modalities=list(self.all_modalities))
+        if self.mix.modalities is None:  # every modality of the DB, in the order they were registered
+            order = [m for m in modality.names() if m in self.all_modalities]
+            self.mix = replace(self.mix, modalities=order + [m for m in self.all_modalities if m not in order])
         self._validate_and_index(rows)
 
     # ---- set-up and checks (all raise before training starts) ------------------------------------
