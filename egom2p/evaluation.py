@@ -31,6 +31,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .metrics import DEFAULT_ALIGNMENT
+from . import modality
 from .modalities import VIDEO_MODALITIES
 from .tasks.inputs import clip_inputs
 from .tasks.runner import TaskRunner, Timing
@@ -165,8 +166,9 @@ def training_clips(spec: TaskSpec, tables=(), checkpoint: dict | None = None,
             want = [i for j, i in enumerate(ids) if k + j in pick]
             k += len(ids)
             if want:
-                clips += sorted(read_clips(t, ids=want, decode_rgb="rgb" in need, decode_depth="depth" in need),
-                                key=lambda c: c.clip_id)
+                # the video payloads only when a baseline needs them (sequences are cheap)
+                skip = [m for m in modality.names() if m not in need and modality.info(m).tokenizer == "video"]
+                clips += sorted(read_clips(t, ids=want, skip=skip), key=lambda c: c.clip_id)
         tnames = ", ".join(Path(t).name for t in rows if rows[t])
         return clips, f"{len(clips)} train-split clips of {source} ({tnames})"
     return [], ""

@@ -9,10 +9,16 @@ from .base import (MODALITY_INFO, ModalityError, ModalityInfo, finite_rows, floa
                    float_sequence_column, info, names, plot_channels, register, registered, standard_norm_stats,
                    standard_postprocess, standard_prepare, standardize_signal, unregister)
 
-BUILTIN = (rgb, depth, gaze, cam)  # in registry order: the model's modality order
+BUILTIN = (rgb, depth, gaze, cam)  # in registry order; their sizes are built in egom2p.modalities
 for _module in BUILTIN:
     MODALITY_INFO[_module.INFO.name] = _module.INFO
 
-__all__ = ["BUILTIN", "MODALITY_INFO", "ModalityError", "ModalityInfo", "finite_rows", "float_sequence_codec",
+#: Further modality modules (each with ``INFO`` and ``SPECS``), registered after the built-in ones:
+#: import yours above and list it here.
+PLUGINS: tuple = ()
+for _module in PLUGINS:
+    register(_module.INFO, _module.SPECS)
+
+__all__ = ["BUILTIN", "PLUGINS", "MODALITY_INFO", "ModalityError", "ModalityInfo", "finite_rows", "float_sequence_codec",
            "float_sequence_column", "info", "names", "plot_channels", "register", "registered", "standard_norm_stats",
            "standard_postprocess", "standard_prepare", "standardize_signal", "unregister"]
