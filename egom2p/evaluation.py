@@ -31,8 +31,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .metrics import DEFAULT_ALIGNMENT
-from . import modality
-from .modalities import VIDEO_MODALITIES
+from .modality import MODALITY_INFO
 from .tasks.inputs import clip_inputs
 from .tasks.runner import TaskRunner, Timing
 from .tasks.spec import ScoreContext, TaskInputError, TaskSpec
@@ -167,7 +166,7 @@ def training_clips(spec: TaskSpec, tables=(), checkpoint: dict | None = None,
             k += len(ids)
             if want:
                 # the video payloads only when a baseline needs them (sequences are cheap)
-                skip = [m for m in modality.names() if m not in need and modality.info(m).tokenizer == "video"]
+                skip = [m for m, i in MODALITY_INFO.items() if m not in need and i.tokenizer == "video"]
                 clips += sorted(read_clips(t, ids=want, skip=skip), key=lambda c: c.clip_id)
         tnames = ", ".join(Path(t).name for t in rows if rows[t])
         return clips, f"{len(clips)} train-split clips of {source} ({tnames})"
@@ -298,7 +297,7 @@ def score_reconstructions(modality: str, originals, reconstructions, meta=None, 
         return {f"{modality}_rmse": sequence_rmse(reconstructions, originals)[0]}
     ctx = ctx or ScoreContext()
     originals = np.asarray(originals)
-    size = np.asarray(reconstructions[0]).shape[1] if modality in VIDEO_MODALITIES else 0
+    size = np.asarray(reconstructions[0]).shape[1] if MODALITY_INFO[modality].tokenizer == "video" else 0
     truths, preds = [], []
     for i, (x, r) in enumerate(zip(originals, reconstructions)):
         fields = dict(vars(meta[i])) if meta is not None and meta[i] is not None else {}

@@ -13,6 +13,7 @@ entity                              content
 ``world/{side}/trajectory``         the camera path of the clip or sequence (LineStrips3D)
 ``world/{side}/points``             depth back-projected with the intrinsics and the pose (Points3D, RGB colours)
 ``depth/{side}``                    depth, colour-mapped (DepthImage, turbo)
+``signals/{modality}/{side}``       a further registered modality (egom2p.modality), its features over time
 ``info``                            what is shown (clip id, split, sources, metrics) as markdown
 ==================================  =====================================================================
 
@@ -89,10 +90,11 @@ class Side:
     intrinsics: np.ndarray | None = None  # (fx, fy, cx, cy) of an image of ``size``
     size: int | None = None  # side of the square standard image the intrinsics belong to
     notes: list[str] = field(default_factory=list)
+    signals: dict = field(default_factory=dict)  # {modality: Stream [n, ...]}: further registered modalities
 
     @property
     def empty(self) -> bool:
-        return all(getattr(self, m) is None for m in ("rgb", "depth", "gaze", "cam"))
+        return all(getattr(self, m) is None for m in ("rgb", "depth", "gaze", "cam")) and not self.signals
 
 
 @dataclass
@@ -156,6 +158,8 @@ def clip_side(clip, assumed_range=ASSUMED_RANGE) -> Side:
         side.gaze = Stream(idx, clip.gaze)
     if clip.cam is not None:
         side.cam = Stream(idx, clip.cam.astype(np.float64))
+    for name, values in clip.extra.items():  # a modality registered beyond these four: plotted over time
+        side.signals[name] = Stream(idx, np.asarray(values, dtype=np.float64).reshape(n, -1))
     return side
 
 
@@ -568,6 +572,10 @@ def log_segment(rec, seg: Segment, point_stride: int = 4, jpeg_quality: int = 90
             _log_gaze(rr, rec, seg, name, side, f"world/{on}/camera/image", getattr(seg, on).size or size)
         if side.depth is not None:
             _log_depth(rr, rec, seg, name, side, K, size, point_stride)
+        for modality, stream in side.signals.items():
+            for f, v in zip(stream.frames, stream.values):
+                _set_frame(rec, seg.start + f)
+                rec.log(f"signals/{modality}/{name}", rr.Scalars(v))
 
 
 def blueprint(segments: list[Segment]):

@@ -136,6 +136,17 @@ def test_curation_writes_the_new_modality(world):
         assert clip.modalities == ("gaze", "cam", NAME)  # registry order; rgb not decoded, no depth annotator
 
 
+def test_viewer_plots_the_new_modality(world, tmp_path):
+    from egom2p import view
+    from egom2p.clips import read_clips
+
+    clip = next(read_clips(world["table"]))
+    seg = view.compare_segment(clip, {})
+    assert seg.gt.signals[NAME].values.shape == (60, 6)
+    ents = view.summarize_rrd(view.save([seg], tmp_path / "imu.rrd"))
+    assert ents[f"signals/{NAME}/gt"]["frames"] == 60
+
+
 def test_a_clip_breaking_the_new_rule_is_refused(imu_registered):
     from egom2p.clip import ClipValidationError
     from factories import make_clip

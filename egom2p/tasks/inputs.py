@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..modalities import CLIP_FPS, CLIP_FRAMES, VIDEO_MODALITIES, VIDEO_TOKEN_FPS, VIDEO_TOKEN_FRAMES
+from ..modalities import CLIP_FPS, CLIP_FRAMES, VIDEO_TOKEN_FPS, VIDEO_TOKEN_FRAMES
+from ..modality import MODALITY_INFO
 from ..standardize import clip_starts, normalize_inverse_depth, resize_masked
 from ..video import VideoError, center_crop_resize, decode, frame_timestamps, nearest_indices, probe
 from .spec import TaskInputError
@@ -225,7 +226,7 @@ def resize_map(values: np.ndarray, size: int, valid: np.ndarray | None = None) -
 def model_input(values: np.ndarray, modality: str, size: int) -> np.ndarray:
     """One clip's standard array of ``modality`` at the model's image ``size`` (video modalities resized)."""
     v = np.asarray(values)
-    if modality in VIDEO_MODALITIES and v.shape[1] != size:
+    if MODALITY_INFO[modality].tokenizer == "video" and v.shape[1] != size:
         return center_crop_resize(v, size) if v.dtype == np.uint8 else resize_map(v, size)
     return v
 

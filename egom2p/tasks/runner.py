@@ -97,7 +97,7 @@ class TaskRunner:
         return cls(model=model, registry=registry, tokenizers=toks, device=device, checkpoint=info, **kw)
 
     def image_size(self) -> int:
-        return int(self.registry["rgb"].image_size)
+        return int(next(s.image_size for s in self.registry if s.image_size))  # the video modalities' side
 
     def tokenizer(self, modality: str):
         if modality not in self.tokenizers:
