@@ -245,7 +245,8 @@ def plot_video(path, modality: str, ref: np.ndarray, rec: np.ndarray, frames=(0,
     for j, f in enumerate(frames):
         for r, (name, v) in enumerate((("input", ref), ("reconstruction", rec))):
             ax = axes[r, j]
-            ax.imshow(v[0, f], cmap=None if modality == "rgb" else "magma", vmin=0, vmax=255 if modality == "rgb" else 1)
+            colour = v.dtype == np.uint8  # an RGB image; else a [0, 1] map (normalised inverse depth)
+            ax.imshow(v[0, f], cmap=None if colour else "magma", vmin=0, vmax=255 if colour else 1)
             ax.set_title(f"{name} t={f}", fontsize=8)
             ax.axis("off")
     fig.tight_layout()
@@ -333,33 +334,38 @@ def train_sequence(modality: str, clips: list, out, cfg: TrainConfig | None = No
 class VideoData:
     ids: list[str]
     splits: list[str]
-    rgb: list  # per clip uint8 [60, H, W, 3] or None
-    depth: list  # per clip float32 [60, H, W] or None
+    videos: dict  # {video modality: per clip its standard array or None}
     meta: list = field(default_factory=list)  # per clip: depth_range and depth_raw_valid (depth ground truth)
+
+
+def video_modalities() -> list[str]:
+    """The registered modalities that the video tokenizer tokenizes (one model for all of them)."""
+    return [i.name for i in registry_info.MODALITY_INFO.values() if i.tokenizer == "video"]
 
 
 def load_video_data(paths, max_clips: int | None = None) -> VideoData:
     from ..clips import read_clips
 
-    d = VideoData([], [], [], [])
+    mods = video_modalities()
+    d = VideoData([], [], {m: [] for m in mods})
     for p in paths:
-        for c in read_clips(p):
-            if c.rgb is None and c.depth is None:
+        for c in read_clips(p, skip=[m for m in registry_info.names() if m not in mods]):
+            if all(c.get(m) is None for m in mods):
                 continue
             d.ids.append(c.clip_id)
             d.splits.append(c.split)
-            d.rgb.append(c.rgb)
-            d.depth.append(c.depth)
+            for m in mods:
+                d.videos[m].append(c.get(m))
             d.meta.append(SimpleNamespace(depth_range=c.depth_range, depth_raw_valid=getattr(c, "depth_raw_valid", None)))
             if max_clips and len(d.ids) >= max_clips:
                 break
     if not d.ids:
-        raise TokenizerError(f"no clip with rgb or depth in {[str(p) for p in paths]}")
+        raise TokenizerError(f"no clip with {' or '.join(mods)} in {[str(p) for p in paths]}")
     return d
 
 
 def build_video_model(registry: Registry, cfg: TrainConfig) -> CausalVideoFSQ:
-    spec = registry["rgb"]
+    spec = registry[video_modalities()[0]]  # the video modalities share one token grid and FSQ levels
     kw = dict(FSQ_PRESETS[cfg.size])
     kw.update({k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model.items()})
     t, h, _ = spec.token_grid
@@ -368,7 +374,8 @@ def build_video_model(registry: Registry, cfg: TrainConfig) -> CausalVideoFSQ:
 
 
 def train_video(clips: list, out, cfg: TrainConfig | None = None, log=print) -> dict:
-    """Train the causal FSQ video tokenizer on RGB + depth of clips tables; writes ``OUT/rgb`` and ``OUT/depth``."""
+    """Train the causal FSQ video tokenizer on the video modalities (RGB and depth) of clips tables; writes
+    ``OUT/<modality>`` for each (``OUT/rgb``, ``OUT/depth``)."""
     cfg = cfg or TrainConfig(batch_size=4)
     torch.manual_seed(cfg.seed)
     registry = get_registry(cfg.registry)
@@ -378,18 +385,19 @@ def train_video(clips: list, out, cfg: TrainConfig | None = None, log=print) -> 
     # training samples: [M, 3, 17, S, S] in [-1, 1], kept as float16 to save memory
     samples = []
     for i in tr:
-        for m, v in (("rgb", data.rgb[i]), ("depth", data.depth[i])):
+        for m, vs in data.videos.items():
+            v = vs[i]
             if v is not None:
                 samples.append(prepare_video(v[None], m, registry[m])[0].half())
     x_all = torch.stack(samples)
-    log(f"video: {len(data.ids)} clips ({len(samples)} rgb/depth videos) from {len(clips)} table(s); "
+    log(f"video: {len(data.ids)} clips ({len(samples)} {'/'.join(data.videos)} videos) from {len(clips)} table(s); "
         f"evaluating on {ev_desc}")
     model = build_video_model(registry, cfg).to(dev)
     lr = cfg.lr or (3e-3 if cfg.size == "tiny" else 2e-4)
     opt = _optimizer(model, cfg, lr)
     rng = np.random.default_rng(cfg.seed)
     log(f"video: causal FSQ {cfg.size} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
-        f"levels {model.cfg.levels}, grid {registry['rgb'].token_grid}) on {dev}, {cfg.steps} steps, "
+        f"levels {model.cfg.levels}, grid {registry[video_modalities()[0]].token_grid}) on {dev}, {cfg.steps} steps, "
         f"batch {cfg.batch_size}, lr {lr:g}")
     t0 = time.time()
     model.train()
@@ -410,14 +418,14 @@ def train_video(clips: list, out, cfg: TrainConfig | None = None, log=print) -> 
     train_s = round(time.time() - t0, 1)
     metrics: dict = {"train_seconds": train_s}
     extra = {"train": {**asdict(cfg), "clips": [str(c) for c in clips], "train_clips": int(len(tr)), "eval_on": ev_desc}}
-    for m in ("rgb", "depth"):
+    for m, videos in data.videos.items():
         out_dir = Path(out) / m
         ident = save_tokenizer(out_dir, model, kind="fsq", modality=m, registry=registry,
                                model_config=model.cfg.to_dict(), extra=extra)
-        have = [i for i in ev if getattr(data, m)[i] is not None]
+        have = [i for i in ev if videos[i] is not None]
         if have:
             tok = VideoTokenizer(m, model, registry, ident, device=str(dev))
-            mm, ref, rec = evaluate_video(tok, np.stack([getattr(data, m)[i] for i in have]),
+            mm, ref, rec = evaluate_video(tok, np.stack([videos[i] for i in have]),
                                           meta=[data.meta[i] for i in have])
             plot_video(out_dir / "eval.png", m, ref, rec)
             metrics[m] = mm
