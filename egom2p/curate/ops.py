@@ -9,7 +9,8 @@ Thin wrappers around the pure functions of :mod:`egom2p.curate.stages`, mapped b
   work chunk ``{ref, starts}`` -> one row per window with its depth at source resolution (raw
   float32 bytes and shape, or null) or a quarantine record.
 * :class:`StandardizeStage` (tasks): windows -> clips-table rows (standardize, then encode: H.264
-  RGB, compressed depth) or quarantine records. Standardize and encode share a stage because the
+  RGB, compressed depth) or quarantine records; a sequence's windows are read in one
+  :func:`egom2p.video.reading_windows` block, so overlapping windows decode each frame once. Standardize and encode share a stage because the
   standard clip's raw frames would otherwise be copied between workers only to be compressed.
 * :class:`WriteClipsStage` (tasks, ``write_batch`` rows per call): inserts the clips into the
   clips table (created by the driver before the run) from the worker (exactly once per clip id, :mod:`egom2p.tables`) and returns one
@@ -29,6 +30,7 @@ from ..annotators.base import Annotator
 from ..clips import CLIPS_SCHEMA, insert_table
 from ..runner import Resources, Stage, worker_id
 from ..standardize import DepthAnnotation
+from ..video import reading_windows
 from .quarantine import QuarantineRecord
 from .stages import MODALITY_COLUMNS, WorkChunk, annotate_chunk, ref_from_json, split, standardize_chunk
 
@@ -154,8 +156,9 @@ class StandardizeStage(Stage):
         for ref_json, windows in by_ref.items():
             chunk = WorkChunk(ref_from_json(ref_json), [int(w["start"]) for w in windows])
             depths = {int(w["start"]): depth_from_row(w) for w in windows}
-            for item in standardize_chunk(self.adapter, chunk, depths, self.size):
-                rows.append(_qrow(item) if isinstance(item, QuarantineRecord) else {**item, "record": None})
+            with reading_windows():  # the chunk's windows in order: each source frame decoded once
+                for item in standardize_chunk(self.adapter, chunk, depths, self.size):
+                    rows.append(_qrow(item) if isinstance(item, QuarantineRecord) else {**item, "record": None})
         return pa.Table.from_pylist([{k: r.get(k) for k in ENCODED_SCHEMA.names} for r in rows], schema=ENCODED_SCHEMA)
 
 
