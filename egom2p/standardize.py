@@ -127,7 +127,7 @@ def standardize(seq: RawSequence, start: int, depth: DepthAnnotation | None = No
             frames = gray_to_rgb(frames)
         if frames.shape[:3] != (length, seq.height, seq.width):
             raise SourceError(ref.path, f"frames have shape {frames.shape}, expected ({length}, {seq.height}, {seq.width}, 3)")
-        rgb = center_crop_resize(frames.astype(np.uint8), size)
+        rgb = center_crop_resize(np.asarray(frames, dtype=np.uint8), size)  # no copy when already uint8
 
     cam = None
     if seq.c2w is not None:

@@ -367,8 +367,8 @@ class H264Writer:
         f = np.ascontiguousarray(frame)
         if f.dtype != np.uint8 or f.shape != (self.size[1], self.size[0], 3):
             raise VideoError(f"{self.what}: frames must be uint8 [{self.size[1]},{self.size[0]},3], got {f.dtype} {f.shape}")
-        try:
-            for packet in self._s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+        try:  # the frame wraps the array's memory (no copy); the encoder converts it to yuv420p at once
+            for packet in self._s.encode(av.VideoFrame.from_numpy_buffer(f, format="rgb24")):
                 self._c.mux(packet)
         except av.FFmpegError as e:
             raise VideoError(f"{self.what}: H.264 encoding failed ({_first_line(e)})") from e
