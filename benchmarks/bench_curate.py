@@ -4,20 +4,31 @@ Curation: clips/s per core of the real curation path (split -> annotate -> stand
 insert into a Lance clips table, the stages on the runner's local executor: one process, one core)
 against a bare FFmpeg decode + H.264 encode of the same clips. Target: >= 0.8x the bare FFmpeg rate.
 The headline compares like with like: RGB, camera and gaze (depth annotator ``none``) against
-FFmpeg's RGB decode + encode. A second line adds the depth stages (``render`` annotation,
+FFmpeg's RGB decode + encode. A later line adds the depth stages (``render`` annotation,
 inverse-depth normalisation, float16 + Blosc-zstd compression), work the FFmpeg baseline does not do.
 Both sides run on one core: decord and x264 with one thread here; the baseline is FFmpeg's own codecs
 driven through PyAV in this process (one decoder and one x264 thread; decoded yuv420p frames go
-straight back into the encoder, no RGB conversion, as ``ffmpeg -i in.mp4 -vf select=... -c:v libx264
-out.mp4`` did before the project stopped needing the ffmpeg executable). Like that command, the
-baseline clears each decoded frame's picture type before encoding it (the ffmpeg CLI sets
-``pict_type = NONE`` unless a keyframe is forced): a decoded frame keeps its source type (P here),
-and libx264 takes a typed frame as a forced frame type, skipping its own I/P/B decisions. And its
-frames are stamped 0, 1, 2, ... in the encoder's 1/30 s time base. Until 2026-12 the baseline did
-neither: it passed the P types through, and it set ``pts = i - s`` while the decoded frame was still
-in the stream's 1/15360 s time base, which PyAV then rescaled to 0 for every frame (60 frames at
-one instant; x264's rate control then spent half the bits: 85 KB clips instead of 158 KB). It
-thereby encoded something easier than the clips the curation makes, ~13 % faster.
+straight back into the encoder, no RGB conversion).
+
+Two baselines, both printed:
+
+* per window (the target's): each clip decoded from the start of its source up to its last frame
+  and encoded, as one ``ffmpeg -i in.mp4 -vf select=... -c:v libx264 out.mp4`` per clip would (the
+  rendered mp4 is one GOP, so a seeking decoder decodes the same frames);
+* decoding each sequence once, feeding every window's encoder (``ffmpeg`` with ``split`` and
+  ``trim`` into one output per window): the least decoding these clips need. With the bench's
+  stride of 20 frames the windows overlap, and the curation decodes a frame shared by the windows
+  of one work chunk once (:func:`egom2p.video.reading_windows`), so the per-window baseline decodes
+  ~2x the frames the curation does; this line is the strictest comparison.
+
+Like the ffmpeg CLI, the baselines clear each decoded frame's picture type before encoding it (the
+CLI sets ``pict_type = NONE`` unless a keyframe is forced; libx264 takes a typed frame as a forced
+type and skips its own I/P/B decisions) and stamp the frames 0, 1, 2, ... in the encoder's 1/30 s
+time base. Until 2026-12 the baseline did neither: it passed the source's P types through, and it
+set ``pts = i - s`` while the decoded frame was still in the stream's 1/15360 s time base, which
+PyAV then rescaled to 0 for every frame (60 frames at one instant: x264's rate control spent about
+half the bits, 85 KB clips instead of 158 KB). It thereby encoded something easier than the clips
+the curation makes: 89 instead of 106 CPU ms per clip, measured side by side.
 
 Tokenization: clips/s per core of ``egom2p tokenize``'s path on the same runner (read the clips
 table, decode, tokenize with tiny untrained tokenizers, insert into a token DB), against a plain loop
@@ -189,11 +200,12 @@ def main() -> int:
         print(f"clips: {n} (2 s, 60 frames each, stride {args.stride}) at {args.size}x{args.size}, one core each, "
               f"best of {args.repeat}")
         print(f"curation split + annotate + standardize (rgb, cam, gaze) + encode + write: {r_ours:.2f} clips/s per core")
-        print(f"bare FFmpeg (PyAV) decode + H.264 encode (baseline):                       {r_base:.2f} clips/s per core")
+        print(f"bare FFmpeg (PyAV) decode + H.264 encode, per window (baseline):          {r_base:.2f} clips/s per core")
         print(f"ratio curation / FFmpeg: {r_ours / r_base:.2f}x (target >= 0.80x): "
               f"{'met' if r_ours / r_base >= 0.8 else 'NOT met'}")
         print(f"bare FFmpeg decoding each sequence once, encoding every window:           {r_once:.2f} clips/s per core; "
-              f"ratio curation / it {r_ours / r_once:.2f}x")
+              f"ratio curation / it {r_ours / r_once:.2f}x ({'met' if r_ours / r_once >= 0.8 else 'NOT met'} "
+              f"against this stricter baseline)")
         print(f"with render depth (annotate + inverse depth + compress): {r_full:.2f} clips/s per core, "
               f"{r_full / r_base:.2f}x FFmpeg")
         rate, pure, m = tokenize_rates(table, tmp)
