@@ -204,7 +204,7 @@ _WINDOWS = threading.local()
 
 
 @contextmanager
-def reading_windows():
+def reading_windows(keep: dict | None = None):
     """Within the block, :func:`decode` of a video *file* (decord) reuses what it did for the last call.
 
     Curation reads a sequence's windows one after the other, in increasing order and often
@@ -212,19 +212,26 @@ def reading_windows():
     keyframe and decodes everything from there; within it, each file keeps one open reader and the
     frames it returned last: frames asked again are copied from those, and the others continue the
     reader's decoding where it stopped (decord seeks only when asked for frames behind it). Each
-    frame is then decoded and converted to RGB once per block. The frames are exactly those of a
-    plain :func:`decode` (decord's seeks are frame-accurate); they come back read-only, since the
-    next call copies from them. Memory: one window of frames per file more than a plain decode, until
-    the block ends. Per thread; nested blocks share the outer one.
+    frame is then decoded and converted to RGB once. The frames are exactly those of a plain
+    :func:`decode` (decord's seeks are frame-accurate); they come back read-only, since the next
+    call copies from them. Memory: one window of frames per file more than a plain decode.
+
+    ``keep``: a dict that outlives the block (a stage's), so that the next block goes on where this
+    one stopped (the next work chunk of the sequence); at the end of a block it keeps the readers
+    and frames of the files this block read and drops the others. Without it everything is released
+    when the block ends. Per thread; a nested block is part of the outer one.
     """
-    outer = getattr(_WINDOWS, "cursors", None)
-    if outer is None:
-        _WINDOWS.cursors = {}
+    if getattr(_WINDOWS, "cursors", None) is not None:
+        yield
+        return
+    _WINDOWS.cursors = cursors = keep if keep is not None else {}
+    _WINDOWS.used = used = set()
     try:
         yield
     finally:
-        if outer is None:
-            _WINDOWS.cursors = None
+        _WINDOWS.cursors = _WINDOWS.used = None
+        for path in [p for p in cursors if p not in used]:
+            del cursors[path]
 
 
 @dataclass
@@ -258,6 +265,7 @@ def _decord_window(cursors: dict, path: str, what: str, idx: np.ndarray) -> np.n
         block[~have] = new
     block.flags.writeable = False
     cursors[path] = _Cursor(key, cur.reader, {int(i): r for r, i in enumerate(uniq)}, block)
+    _WINDOWS.used.add(path)
     if len(idx) == len(uniq) and (idx == uniq).all():
         return block
     out = block[np.searchsorted(uniq, idx)]

@@ -134,3 +134,22 @@ def test_reading_windows_decodes_the_same_frames_as_plain_decode(tmp_path):
     assert np.array_equal(rewritten, video.decode(path, np.arange(60, 90)))
     assert not np.array_equal(rewritten, plain[-1])
     assert video._WINDOWS.cursors is None  # the block released its readers and frames
+
+
+def test_reading_windows_can_keep_a_reader_for_the_next_block(tmp_path):
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    video.encode_h264(moving_pattern(60, 32, 64), fps=30, path=a)
+    video.encode_h264(moving_pattern(60, 32, 64, seed=2), fps=30, path=b)
+    keep: dict = {}
+    with video.reading_windows(keep):
+        first = video.decode(a, np.arange(0, 30))
+    assert list(keep) == [str(a)]  # the reader and frames of a stay for the next block
+    with video.reading_windows(keep):
+        second = video.decode(a, np.arange(20, 50))  # frames 20..29 come from the kept ones
+        other = video.decode(b, np.arange(0, 10))
+    assert np.array_equal(first, video.decode(a, np.arange(0, 30)))
+    assert np.array_equal(second, video.decode(a, np.arange(20, 50)))
+    assert np.array_equal(other, video.decode(b, np.arange(0, 10)))
+    with video.reading_windows(keep):
+        video.decode(b, np.arange(10, 20))
+    assert list(keep) == [str(b)]  # a file the last block did not read is let go
