@@ -204,7 +204,7 @@ _WINDOWS = threading.local()
 
 
 @contextmanager
-def reading_windows(keep: dict | None = None):
+def reading_windows(keep: bool = False):
     """Within the block, :func:`decode` of a video *file* (decord) reuses what it did for the last call.
 
     Curation reads a sequence's windows one after the other, in increasing order and often
@@ -216,16 +216,21 @@ def reading_windows(keep: dict | None = None):
     :func:`decode` (decord's seeks are frame-accurate); they come back read-only, since the next
     call copies from them. Memory: one window of frames per file more than a plain decode.
 
-    ``keep``: a dict that outlives the block (a stage's), so that the next block goes on where this
-    one stopped (the next work chunk of the sequence); at the end of a block it keeps the readers
-    and frames of the files this block read and drops the others. Without it everything is released
-    when the block ends. Per thread; a nested block is part of the outer one.
+    ``keep``: the readers and frames of the files this block read stay after it (those of earlier
+    ones go), so that the next ``keep`` block goes on where this one stopped (the next work chunk
+    of the sequence, often in the same worker). That holds at most one window per file of the last
+    block, per thread, between blocks. Without ``keep`` everything is released when the block ends.
+    Per thread; a nested block is part of the outer one.
     """
     if getattr(_WINDOWS, "cursors", None) is not None:
         yield
         return
-    _WINDOWS.cursors = cursors = keep if keep is not None else {}
-    _WINDOWS.used = used = set()
+    if keep:
+        cursors = _WINDOWS.kept = getattr(_WINDOWS, "kept", None) or {}
+    else:
+        cursors = {}
+    _WINDOWS.cursors, _WINDOWS.used = cursors, set()
+    used = _WINDOWS.used
     try:
         yield
     finally:

@@ -140,16 +140,18 @@ def test_reading_windows_can_keep_a_reader_for_the_next_block(tmp_path):
     a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
     video.encode_h264(moving_pattern(60, 32, 64), fps=30, path=a)
     video.encode_h264(moving_pattern(60, 32, 64, seed=2), fps=30, path=b)
-    keep: dict = {}
-    with video.reading_windows(keep):
+    with video.reading_windows(keep=True):
         first = video.decode(a, np.arange(0, 30))
-    assert list(keep) == [str(a)]  # the reader and frames of a stay for the next block
-    with video.reading_windows(keep):
+    assert list(video._WINDOWS.kept) == [str(a)]  # the reader and frames of a stay for the next block
+    with video.reading_windows(keep=True):
         second = video.decode(a, np.arange(20, 50))  # frames 20..29 come from the kept ones
         other = video.decode(b, np.arange(0, 10))
     assert np.array_equal(first, video.decode(a, np.arange(0, 30)))
     assert np.array_equal(second, video.decode(a, np.arange(20, 50)))
     assert np.array_equal(other, video.decode(b, np.arange(0, 10)))
-    with video.reading_windows(keep):
+    with video.reading_windows(keep=True):
         video.decode(b, np.arange(10, 20))
-    assert list(keep) == [str(b)]  # a file the last block did not read is let go
+    assert list(video._WINDOWS.kept) == [str(b)]  # a file the last block did not read is let go
+    with video.reading_windows(keep=True):
+        pass
+    assert video._WINDOWS.kept == {}

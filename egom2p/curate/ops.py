@@ -11,7 +11,8 @@ Thin wrappers around the pure functions of :mod:`egom2p.curate.stages`, mapped b
 * :class:`StandardizeStage` (tasks): windows -> clips-table rows (standardize, then encode: H.264
   RGB, compressed depth) or quarantine records; a sequence's windows are read in
   :func:`egom2p.video.reading_windows` blocks that keep the last sequence's reader and frames from
-  one chunk to the next, so overlapping windows decode each frame once. Standardize and encode share a stage because the
+  one chunk to the next (at most one window of frames per worker thread between chunks), so
+  overlapping windows decode each frame once. Standardize and encode share a stage because the
   standard clip's raw frames would otherwise be copied between workers only to be compressed.
 * :class:`WriteClipsStage` (tasks, ``write_batch`` rows per call): inserts the clips into the
   clips table (created by the driver before the run) from the worker (exactly once per clip id, :mod:`egom2p.tables`) and returns one
@@ -145,10 +146,6 @@ class StandardizeStage(Stage):
 
     def __init__(self, adapter: Adapter, size: int):
         self.adapter, self.size = adapter, size
-        self._reading: dict = {}  # the last sequence's video reader and frames, for its next chunk
-
-    def __getstate__(self) -> dict:  # shipped to Ray workers without an open reader
-        return {**self.__dict__, "_reading": {}}
 
     def process(self, batch: pa.Table) -> pa.Table:
         rows: list[dict] = []
@@ -161,7 +158,7 @@ class StandardizeStage(Stage):
         for ref_json, windows in by_ref.items():
             chunk = WorkChunk(ref_from_json(ref_json), [int(w["start"]) for w in windows])
             depths = {int(w["start"]): depth_from_row(w) for w in windows}
-            with reading_windows(self._reading):  # the windows in order: each source frame decoded once
+            with reading_windows(keep=True):  # the windows in order: each source frame decoded once
                 for item in standardize_chunk(self.adapter, chunk, depths, self.size):
                     rows.append(_qrow(item) if isinstance(item, QuarantineRecord) else {**item, "record": None})
         return pa.Table.from_pylist([{k: r.get(k) for k in ENCODED_SCHEMA.names} for r in rows], schema=ENCODED_SCHEMA)
