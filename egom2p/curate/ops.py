@@ -110,23 +110,68 @@ class AnnotateStage(Stage):
                 continue
             for start, cid in zip(chunk.starts, chunk.clip_ids):
                 d = depths.get(start)
-                rows.append({"ref": item["ref"], "start": start, "clip_id": cid, "record": None, **depth_to_row(d)})
-        return pa.Table.from_pylist(rows, schema=WINDOWS_SCHEMA)
+                rows.append({"ref": item["ref"], "start": start, "clip_id": cid, "record": None, **_depth_fields(d)})
+        values = [r.pop("depth", None) for r in rows]  # the large arrays go into the column with one copy
+        table = pa.Table.from_pylist(rows, schema=WINDOWS_SCHEMA.remove(WINDOWS_SCHEMA.get_field_index("depth")))
+        return table.append_column(WINDOWS_SCHEMA.field("depth"), binary_column(values))
 
 
-def depth_to_row(d: DepthAnnotation | None) -> dict:
-    """The depth columns of a WINDOWS_SCHEMA row (how an annotation travels from annotate to standardize);
-    the raw-valid mask of cleaned depth is bit-packed."""
+def _depth_fields(d: DepthAnnotation | None) -> dict:
+    """The depth columns of a WINDOWS_SCHEMA row, the depth as a C-contiguous float32 array."""
     if d is None:
         return {"depth": None, "depth_shape": None, "depth_kind": None, "depth_source": None, "depth_raw_valid": None}
-    return {"depth": np.ascontiguousarray(d.values, np.float32).tobytes(), "depth_shape": list(d.values.shape),
+    return {"depth": np.ascontiguousarray(d.values, np.float32), "depth_shape": list(d.values.shape),
             "depth_kind": d.kind, "depth_source": d.source,
             "depth_raw_valid": None if d.raw_valid is None else
             np.packbits(np.asarray(d.raw_valid, dtype=bool).ravel()).tobytes()}
 
 
+def depth_to_row(d: DepthAnnotation | None) -> dict:
+    """The depth columns of a WINDOWS_SCHEMA row (how an annotation travels from annotate to standardize):
+    float32 depth as raw bytes; the raw-valid mask of cleaned depth is bit-packed."""
+    row = _depth_fields(d)
+    return {**row, "depth": None if d is None else row["depth"].tobytes()}
+
+
+def binary_column(values: list[np.ndarray | None]) -> pa.Array:
+    """A ``large_binary`` column of the arrays' bytes (null for None), copying each array once.
+
+    ``pa.Table.from_pylist`` of ``ndarray.tobytes()`` copies each depth window (60 x H x W float32)
+    twice; this builds the column's offsets and data buffers directly.
+    """
+    sizes = [0 if v is None else v.nbytes for v in values]
+    offsets = np.zeros(len(values) + 1, np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    data = np.empty(int(offsets[-1]), np.uint8)
+    for v, o, n in zip(values, offsets, sizes):
+        if v is not None:
+            data[o:o + n] = np.ascontiguousarray(v).reshape(-1).view(np.uint8)
+    nulls = sum(v is None for v in values)
+    validity = pa.array([v is not None for v in values]).buffers()[1] if nulls else None
+    return pa.Array.from_buffers(pa.large_binary(), len(values), [validity, pa.py_buffer(offsets), pa.py_buffer(data)],
+                                 null_count=nulls)
+
+
+def binary_values(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray | None]:
+    """The values of a binary column as read-only uint8 arrays over the column's memory (no copy; None for null)."""
+    out: list[np.ndarray | None] = []
+    for chunk in (column.chunks if isinstance(column, pa.ChunkedArray) else [column]):
+        if not pa.types.is_large_binary(chunk.type):
+            chunk = chunk.cast(pa.large_binary())
+        validity, offsets, data = chunk.buffers()
+        off = np.frombuffer(offsets, np.int64)[chunk.offset:chunk.offset + len(chunk) + 1]
+        valid = chunk.is_valid().to_numpy(zero_copy_only=False) if chunk.null_count else None
+        for i in range(len(chunk)):
+            if valid is not None and not valid[i]:
+                out.append(None)
+            else:
+                out.append(np.frombuffer(data, np.uint8, count=int(off[i + 1] - off[i]), offset=int(off[i])))
+    return out
+
+
 def depth_from_row(row: dict) -> DepthAnnotation | None:
-    """The depth annotation of a WINDOWS_SCHEMA row (:func:`depth_to_row` reversed)."""
+    """The depth annotation of a WINDOWS_SCHEMA row (:func:`depth_to_row` reversed); ``depth`` may be bytes
+    or a uint8 array over the batch's memory (:func:`binary_values`), read without a copy."""
     if row["depth"] is None:
         return None
     shape = row["depth_shape"]
@@ -150,7 +195,9 @@ class StandardizeStage(Stage):
     def process(self, batch: pa.Table) -> pa.Table:
         rows: list[dict] = []
         by_ref: dict[str, list[dict]] = defaultdict(list)
-        for r in batch.to_pylist():
+        depth = binary_values(batch.column("depth"))  # the depth windows without copying them to bytes
+        for r, d in zip(batch.drop_columns(["depth"]).to_pylist(), depth):
+            r["depth"] = d
             if r["record"] is None:
                 by_ref[r["ref"]].append(r)
             else:
