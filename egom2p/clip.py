@@ -15,7 +15,9 @@ A :class:`Clip` is what curation produces and tokenization consumes. Conventions
 ``sensor`` annotator fills holes and inpaints), the pixels that are real sensor returns; evaluation
 scores only those. None means every valid depth pixel is a measurement (rendered depth).
 
-Missing modalities are ``None``, never zeros.
+Missing modalities are ``None``, never zeros. A modality registered beyond these four
+(:mod:`egom2p.modality`) lives in ``extra`` under its name; :meth:`Clip.get` / :meth:`Clip.set` reach every
+modality by name, and validation runs each registry entry's rule.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import modality
 from .errors import EgoM2PError
-from .modalities import CLIP_FPS, CLIP_FRAMES, GAZE_VALID_RANGE
+from .modalities import CLIP_FPS, CLIP_FRAMES
+from .modality.depth import DEPTH_SOURCES
 
-DEPTH_SOURCES = ("sensor", "rollingdepth", "render")
+__all__ = ["CAMERA_MODELS", "CLIP_ID_RE", "Clip", "ClipValidationError", "DEPTH_SOURCES", "make_clip_id"]
 CAMERA_MODELS = ("pinhole", "fisheye624", "opencv", "opencv_rational", "kannala_brandt")
 CLIP_ID_RE = re.compile(r"^[A-Za-z0-9_\-]+/.+/\d{6}$")
 
@@ -66,6 +70,7 @@ class Clip:
     fps: int = CLIP_FPS
     num_frames: int = CLIP_FRAMES
     provenance: dict = field(default_factory=dict)  # source files, adapter name and version, ...
+    extra: dict = field(default_factory=dict)  # {modality: array} of registered modalities beyond the four fields
 
     def __post_init__(self):
         self.intrinsics = np.asarray(self.intrinsics, dtype=np.float64)
@@ -79,10 +84,23 @@ class Clip:
     def clip_id(self) -> str:
         return make_clip_id(self.dataset, self.sequence, self.start_frame)
 
+    def get(self, name: str):
+        """The array of modality ``name`` (None when the clip lacks it)."""
+        return getattr(self, name) if name in self.__dataclass_fields__ else self.extra.get(name)
+
+    def set(self, name: str, value) -> None:
+        """Set a modality's array or another clip field by name (a registered modality beyond the fields: ``extra``)."""
+        if name in self.__dataclass_fields__:
+            setattr(self, name, value)
+        elif value is not None:
+            self.extra[name] = value
+        else:
+            self.extra.pop(name, None)
+
     @property
     def modalities(self) -> tuple[str, ...]:
-        """The modalities this clip has."""
-        return tuple(m for m in ("rgb", "depth", "gaze", "cam") if getattr(self, m) is not None)
+        """The modalities this clip has, in registry order."""
+        return tuple(m for m in modality.names() if self.get(m) is not None)
 
     def validate(self) -> "Clip":
         """Check every convention of the standard clip; raise :class:`ClipValidationError` naming the problem."""
@@ -97,6 +115,9 @@ class Clip:
             fail(f"a standard clip has {CLIP_FRAMES} frames at {CLIP_FPS} FPS, got {self.num_frames} at {self.fps}")
         if self.start_frame < 0:
             fail(f"negative start_frame {self.start_frame}")
+        unknown = sorted(set(self.extra) - set(modality.names()))
+        if unknown:
+            fail(f"unknown modalities {unknown} (registered: {list(modality.names())})")
         if not self.modalities:
             fail("no modality present")
         if self.width <= 0 or self.height <= 0:
@@ -111,74 +132,12 @@ class Clip:
         fv = np.asarray(self.frame_valid)
         if fv.shape != (n,) or fv.dtype != bool:
             fail(f"frame_valid must be bool [{n}], got {fv.dtype} {fv.shape}")
-
-        if self.rgb is not None:
-            r = self.rgb
-            if r.dtype != np.uint8 or r.shape != (n, self.height, self.width, 3):
-                fail(f"rgb must be uint8 [{n},{self.height},{self.width},3], got {r.dtype} {r.shape}")
-
-        if self.depth is not None:
-            d = self.depth
-            if d.dtype != np.float32 or d.shape != (n, self.height, self.width):
-                fail(f"depth must be float32 [{n},{self.height},{self.width}], got {d.dtype} {d.shape}")
-            if self.depth_source not in DEPTH_SOURCES:
-                fail(f"depth_source must be one of {DEPTH_SOURCES}, got {self.depth_source!r}")
-            finite = d[np.isfinite(d)]
-            if finite.size == 0:
-                fail("depth has no valid pixel")
-            if np.isinf(d).any():
-                fail("depth holds inf; invalid pixels must be NaN")
-            if finite.min() < -1e-6 or finite.max() > 1 + 1e-6:
-                fail(f"normalised inverse depth must lie in [0, 1], got [{finite.min():.4g}, {finite.max():.4g}]")
-            if self.depth_range is not None:
-                dr = np.asarray(self.depth_range, dtype=np.float64)
-                if dr.shape != (2,) or not np.all(np.isfinite(dr)) or dr[0] < 0 or dr[1] < dr[0]:
-                    fail(f"depth_range must be (min, max) inverse depth with 0 <= min <= max, got {dr}")
-            elif self.depth_source in ("sensor", "render"):
-                fail(f"metric depth ({self.depth_source}) needs depth_range to recover metric depth")
-            if self.depth_raw_valid is not None:
-                rv = np.asarray(self.depth_raw_valid)
-                if rv.dtype != bool or rv.shape != d.shape:
-                    fail(f"depth_raw_valid must be bool {list(d.shape)}, got {rv.dtype} {rv.shape}")
-                if np.any(rv & ~np.isfinite(d)):
-                    fail("depth_raw_valid marks pixels whose depth is invalid (NaN)")
-        elif self.depth_source is not None or self.depth_range is not None or self.depth_raw_valid is not None:
-            fail("depth_source/depth_range/depth_raw_valid set but depth is missing")
-
-        if self.gaze is not None:
-            g = self.gaze
-            if g.dtype != np.float32 or g.shape != (n, 2):
-                fail(f"gaze must be float32 [{n},2], got {g.dtype} {g.shape}")
-            gv = np.asarray(self.gaze_valid)
-            if gv.shape != (n,) or gv.dtype != bool:
-                fail(f"gaze_valid must be bool [{n}], got {gv.dtype} {gv.shape}")
-            finite = np.all(np.isfinite(g), axis=-1)
-            if np.any(np.isfinite(g).any(-1) & ~finite):
-                fail("gaze rows must be both finite or both NaN")
-            if not np.array_equal(gv, finite):
-                bad = np.nonzero(gv != finite)[0][:5]
-                fail(f"gaze_valid disagrees with NaN rows at frames {bad.tolist()}")
-            lo, hi = GAZE_VALID_RANGE
-            out = finite & np.any((g < lo) | (g > hi), axis=-1)
-            if out.any():
-                bad = np.nonzero(out)[0][:5]
-                fail(f"gaze outside [{lo}, {hi}] not marked invalid (NaN) at frames {bad.tolist()}")
-
-        if self.cam is not None:
-            c = self.cam
-            if c.dtype != np.float32 or c.shape != (n, 4, 4):
-                fail(f"cam must be float32 [{n},4,4], got {c.dtype} {c.shape}")
-            if not np.all(np.isfinite(c)):
-                bad = np.nonzero(~np.isfinite(c).all(axis=(1, 2)))[0][:5]
-                fail(f"cam has non-finite poses at frames {bad.tolist()}")
-            if not np.allclose(c[0], np.eye(4), atol=1e-5):
-                fail("cam[0] must be the identity (poses relative to the first frame)")
-            if not np.allclose(c[:, 3], [0, 0, 0, 1], atol=1e-6):
-                fail("cam bottom rows must be [0, 0, 0, 1]")
-            R = c[:, :3, :3].astype(np.float64)
-            ortho = np.abs(np.einsum("nji,njk->nik", R, R) - np.eye(3)).max(axis=(1, 2))
-            det = np.linalg.det(R)
-            if np.any(ortho > 1e-4) or np.any(np.abs(det - 1) > 1e-4):
-                bad = np.nonzero((ortho > 1e-4) | (np.abs(det - 1) > 1e-4))[0][:5]
-                fail(f"cam rotations are not proper rotations at frames {bad.tolist()}")
+        for info in modality.MODALITY_INFO.values():
+            array = self.get(info.name)
+            if array is not None:
+                problem = info.validate(np.asarray(array), self)
+                if problem:
+                    fail(problem)
+            elif any(self.get(f) is not None for f in info.fields):
+                fail(f"{'/'.join(info.fields)} set but {info.name} is missing")
         return self

@@ -1,6 +1,8 @@
 """Clips tables: one Lance table per dataset holding standard clips, one row per clip.
 
-Storage layout of a row (schema :data:`CLIPS_SCHEMA`, format :data:`CLIPS_FORMAT`):
+Storage layout of a row (schema :func:`clips_schema`, format :data:`CLIPS_FORMAT`): the clip's scalar
+fields, then each registered modality's columns, written and read by its registry entry
+(:mod:`egom2p.modality`); for the built-in four:
 
 * scalar fields of :class:`~egom2p.clip.Clip` as columns (clip_id, dataset, sequence, split, ...);
 * ``rgb_mp4``: the RGB frames as H.264 mp4 bytes (CRF 18, yuv420p), decoded on read;
@@ -13,6 +15,8 @@ Storage layout of a row (schema :data:`CLIPS_SCHEMA`, format :data:`CLIPS_FORMAT
   Blosc-compressed), null when every valid depth pixel is a measurement. Optional: tables written
   before it existed read as null, and appends to them leave it out;
 * ``provenance``: JSON text.
+
+A modality registered later adds its columns; tables written before it read them as null.
 
 Writes go through :mod:`egom2p.tables` (atomic creation; exactly-once inserts by ``clip_id``, the
 table's primary key, from whichever process holds the rows; a BTREE index on ``clip_id``), so
@@ -29,48 +33,58 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from . import tables
+from . import modality, tables
 from .clip import Clip
 from .errors import EgoM2PError
 from .modalities import CLIP_FPS, CLIP_FRAMES, GAZE_VALID_RANGE
-from .video import decode, encode_h264
+from .modality.depth import decode_depth, decode_mask, encode_depth, encode_mask  # noqa: F401  (their home)
 
 CLIPS_FORMAT = "egom2p-clips/1"
 _META_FORMAT = b"egom2p.format"
 _META_CLIP = b"egom2p.clip"
 CLIP_CONSTANTS = {"frames": CLIP_FRAMES, "fps": CLIP_FPS, "gaze_valid_range": list(GAZE_VALID_RANGE)}
 
-CLIPS_SCHEMA = pa.schema(
-    [
-        pa.field("clip_id", pa.string(), nullable=False, metadata=tables.PRIMARY_KEY),
-        pa.field("dataset", pa.string(), nullable=False),
-        pa.field("sequence", pa.string(), nullable=False),
-        pa.field("split", pa.string(), nullable=False),
-        pa.field("start_frame", pa.int32(), nullable=False),
-        pa.field("fps", pa.int16(), nullable=False),
-        pa.field("num_frames", pa.int16(), nullable=False),
-        pa.field("width", pa.int32(), nullable=False),
-        pa.field("height", pa.int32(), nullable=False),
-        pa.field("intrinsics", pa.list_(pa.float64(), 4), nullable=False),
-        pa.field("camera_model", pa.string(), nullable=False),
-        pa.field("distortion", pa.list_(pa.float64()), nullable=False),
-        pa.field("is_gray", pa.bool_(), nullable=False),
-        pa.field("frame_valid", pa.list_(pa.bool_(), CLIP_FRAMES), nullable=False),
-        pa.field("rgb_mp4", pa.large_binary()),
-        pa.field("depth_f16", pa.large_binary()),
-        pa.field("depth_source", pa.string()),
-        pa.field("depth_range", pa.list_(pa.float32(), 2)),
-        pa.field("depth_raw_valid", pa.large_binary()),
-        pa.field("gaze", pa.list_(pa.float32(), CLIP_FRAMES * 2)),
-        pa.field("gaze_valid", pa.list_(pa.bool_(), CLIP_FRAMES)),
-        pa.field("cam", pa.list_(pa.float32(), CLIP_FRAMES * 16)),
-        pa.field("provenance", pa.string(), nullable=False),
-    ],
-    metadata={_META_FORMAT: CLIPS_FORMAT.encode(), _META_CLIP: json.dumps(CLIP_CONSTANTS).encode()},
-)
+_CLIP_FIELDS = [
+    pa.field("clip_id", pa.string(), nullable=False, metadata=tables.PRIMARY_KEY),
+    pa.field("dataset", pa.string(), nullable=False),
+    pa.field("sequence", pa.string(), nullable=False),
+    pa.field("split", pa.string(), nullable=False),
+    pa.field("start_frame", pa.int32(), nullable=False),
+    pa.field("fps", pa.int16(), nullable=False),
+    pa.field("num_frames", pa.int16(), nullable=False),
+    pa.field("width", pa.int32(), nullable=False),
+    pa.field("height", pa.int32(), nullable=False),
+    pa.field("intrinsics", pa.list_(pa.float64(), 4), nullable=False),
+    pa.field("camera_model", pa.string(), nullable=False),
+    pa.field("distortion", pa.list_(pa.float64()), nullable=False),
+    pa.field("is_gray", pa.bool_(), nullable=False),
+    pa.field("frame_valid", pa.list_(pa.bool_(), CLIP_FRAMES), nullable=False),
+]
+_PROVENANCE = pa.field("provenance", pa.string(), nullable=False)
+_BUILTIN_COLUMNS = {f.name for m in modality.BUILTIN for f in m.INFO.columns}
 
-#: Columns added after format 1 was first written: a table without them still reads (as null).
-OPTIONAL_COLUMNS = ("depth_raw_valid",)
+
+def clips_schema() -> pa.Schema:
+    """The clips-table schema: the clip's scalar fields, then each registered modality's columns, then provenance."""
+    fields = _CLIP_FIELDS + [f for info in modality.MODALITY_INFO.values() for f in info.columns] + [_PROVENANCE]
+    return pa.schema(fields, metadata={_META_FORMAT: CLIPS_FORMAT.encode(), _META_CLIP: json.dumps(CLIP_CONSTANTS).encode()})
+
+
+def optional_columns() -> tuple[str, ...]:
+    """Columns a table may lack and still read (as null): added after format 1 was first written, and the
+    columns of modalities registered beyond the built-in ones (appends to such tables leave them out)."""
+    return ("depth_raw_valid",) + tuple(n for n in clips_schema().names
+                                        if n not in _BUILTIN_COLUMNS and n not in {f.name for f in _CLIP_FIELDS})
+
+
+def modality_columns(modalities) -> list[str]:
+    """The clips-table columns of ``modalities``."""
+    return [f.name for m in modalities for f in modality.info(m).columns]
+
+
+#: The schema of the built-in modalities (:func:`clips_schema` includes modalities registered later).
+CLIPS_SCHEMA = clips_schema()
+OPTIONAL_COLUMNS = optional_columns()
 
 #: Columns without the large arrays: cheap to scan for indexes, counts and coverage.
 INDEX_COLUMNS = [
@@ -82,35 +96,10 @@ class ClipsTableError(EgoM2PError, RuntimeError):
     """A clips table cannot be read or written; the message names the table and the problem."""
 
 
-def _codec():
-    from numcodecs import Blosc
-
-    return Blosc(cname="zstd", clevel=3, shuffle=Blosc.SHUFFLE)
-
-
-def encode_depth(depth: np.ndarray) -> bytes:
-    return bytes(_codec().encode(np.ascontiguousarray(depth, dtype=np.float16)))
-
-
-def decode_depth(blob: bytes, n: int, h: int, w: int) -> np.ndarray:
-    arr = np.frombuffer(_codec().decode(blob), dtype=np.float16)
-    return arr.reshape(n, h, w).astype(np.float32)
-
-
-def encode_mask(mask: np.ndarray) -> bytes:
-    """A bool array -> bit-packed, Blosc-compressed bytes (the shape is known to the reader)."""
-    return bytes(_codec().encode(np.packbits(np.ascontiguousarray(mask, dtype=bool).reshape(-1))))
-
-
-def decode_mask(blob: bytes, n: int, h: int, w: int) -> np.ndarray:
-    bits = np.frombuffer(_codec().decode(blob), dtype=np.uint8)
-    return np.unpackbits(bits, count=n * h * w).astype(bool).reshape(n, h, w)
-
-
 def clip_to_row(clip: Clip) -> dict:
-    """Validate a clip and turn it into a row of :data:`CLIPS_SCHEMA` (encodes RGB and depth)."""
+    """Validate a clip and turn it into a row of :func:`clips_schema` (each modality encoded by its registry entry)."""
     clip.validate()
-    return {
+    row = {
         "clip_id": clip.clip_id,
         "dataset": clip.dataset,
         "sequence": clip.sequence,
@@ -125,33 +114,19 @@ def clip_to_row(clip: Clip) -> dict:
         "distortion": [float(v) for v in clip.distortion],
         "is_gray": bool(clip.is_gray),
         "frame_valid": [bool(v) for v in clip.frame_valid],
-        "rgb_mp4": encode_h264(clip.rgb, fps=clip.fps) if clip.rgb is not None else None,
-        "depth_f16": encode_depth(clip.depth) if clip.depth is not None else None,
-        "depth_source": clip.depth_source,
-        "depth_range": [float(v) for v in clip.depth_range] if clip.depth_range is not None else None,
-        "depth_raw_valid": encode_mask(clip.depth_raw_valid) if clip.depth_raw_valid is not None else None,
-        "gaze": clip.gaze.reshape(-1).tolist() if clip.gaze is not None else None,
-        "gaze_valid": [bool(v) for v in clip.gaze_valid] if clip.gaze is not None else None,
-        "cam": clip.cam.reshape(-1).tolist() if clip.cam is not None else None,
-        "provenance": json.dumps(clip.provenance, sort_keys=True, default=str),
     }
+    for info in modality.MODALITY_INFO.values():
+        row.update(info.encode(clip))
+    row["provenance"] = json.dumps(clip.provenance, sort_keys=True, default=str)
+    return row
 
 
-def row_to_clip(row: dict, decode_rgb: bool = True, decode_depth_: bool = True) -> Clip:
+def row_to_clip(row: dict, decode_rgb: bool = True, decode_depth_: bool = True, skip=()) -> Clip:
+    """A clips-table row -> a :class:`Clip`; the modalities in ``skip`` (and rgb / depth when their flag is False)
+    are not decoded and read as missing."""
     n, h, w = row["num_frames"], row["height"], row["width"]
-    rgb = None
-    if decode_rgb and row.get("rgb_mp4") is not None:
-        rgb = decode(row["rgb_mp4"])
-        if rgb.shape != (n, h, w, 3):
-            raise ClipsTableError(f"clip {row['clip_id']}: decoded RGB has shape {rgb.shape}, expected {(n, h, w, 3)}")
-    depth = raw_valid = None
-    if decode_depth_ and row.get("depth_f16") is not None:
-        depth = decode_depth(row["depth_f16"], n, h, w)
-        if row.get("depth_raw_valid") is not None:
-            raw_valid = decode_mask(row["depth_raw_valid"], n, h, w)
-    gaze = np.asarray(row["gaze"], dtype=np.float32).reshape(n, 2) if row.get("gaze") is not None else None
-    cam = np.asarray(row["cam"], dtype=np.float32).reshape(n, 4, 4) if row.get("cam") is not None else None
-    return Clip(
+    skip = set(skip) | ({"rgb"} if not decode_rgb else set()) | ({"depth"} if not decode_depth_ else set())
+    clip = Clip(
         dataset=row["dataset"],
         sequence=row["sequence"],
         start_frame=int(row["start_frame"]),
@@ -161,20 +136,22 @@ def row_to_clip(row: dict, decode_rgb: bool = True, decode_depth_: bool = True) 
         intrinsics=np.asarray(row["intrinsics"], dtype=np.float64),
         camera_model=row["camera_model"],
         distortion=np.asarray(row["distortion"], dtype=np.float64),
-        rgb=rgb,
-        depth=depth,
-        gaze=gaze,
-        cam=cam,
-        depth_source=row.get("depth_source"),
-        depth_range=np.asarray(row["depth_range"], dtype=np.float64) if row.get("depth_range") is not None else None,
-        depth_raw_valid=raw_valid,
         frame_valid=np.asarray(row["frame_valid"], dtype=bool),
-        gaze_valid=np.asarray(row["gaze_valid"], dtype=bool) if row.get("gaze_valid") is not None else None,
         is_gray=bool(row["is_gray"]),
         fps=int(row["fps"]),
         num_frames=n,
         provenance=json.loads(row["provenance"]),
     )
+    for info in modality.MODALITY_INFO.values():
+        if info.name in skip or info.payload_column not in row:
+            continue
+        try:
+            fields = info.decode(row, n, h, w)
+        except modality.ModalityError as e:
+            raise ClipsTableError(f"clip {row['clip_id']}: {e}") from e
+        for name, value in fields.items():
+            clip.set(name, value)
+    return clip
 
 
 def open_clips(path, version=None, options: dict | None = None):
@@ -193,7 +170,8 @@ def check_clips_schema(schema: pa.Schema, path: str = "") -> None:
     consts = json.loads(meta.get(_META_CLIP, b"{}"))
     if consts != CLIP_CONSTANTS:
         raise ClipsTableError(f"{path}: clips table was written with clip constants {consts}, this code uses {CLIP_CONSTANTS}")
-    missing = [f.name for f in CLIPS_SCHEMA if f.name not in schema.names and f.name not in OPTIONAL_COLUMNS]
+    optional = optional_columns()
+    missing = [f.name for f in clips_schema() if f.name not in schema.names and f.name not in optional]
     if missing:
         raise ClipsTableError(f"{path}: clips table lacks columns {missing}")
 
@@ -213,7 +191,7 @@ def existing_ids(path, version=None, options: dict | None = None) -> set[str]:
 def rows_to_table(rows: list[dict]) -> pa.Table:
     """Rows (from :func:`clip_to_row`) -> an Arrow table with the clips schema (checked)."""
     try:
-        return pa.Table.from_pylist(rows, schema=CLIPS_SCHEMA)
+        return pa.Table.from_pylist(rows, schema=clips_schema())
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
         raise ClipsTableError(f"rows do not match the clips schema: {e}") from e
 
@@ -222,7 +200,7 @@ def create_table(path, options: dict | None = None) -> bool:
     """Create an empty clips table at ``path`` unless one exists (atomic; an existing one is checked and
     its ``clip_id`` marked as primary key). True if this call created it."""
     try:
-        created = tables.create(path, CLIPS_SCHEMA, options=options)
+        created = tables.create(path, clips_schema(), options=options)
     except tables.TableError as e:
         raise ClipsTableError(str(e)) from e
     if not created:
@@ -231,14 +209,15 @@ def create_table(path, options: dict | None = None) -> bool:
 
 
 def _conform(path: str, table: pa.Table) -> pa.Table:
+    schema = clips_schema()
     try:
-        return tables.unique_rows(table.select(CLIPS_SCHEMA.names).cast(CLIPS_SCHEMA))
+        return tables.unique_rows(table.select(schema.names).cast(schema))
     except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as e:
         raise ClipsTableError(f"{path}: rows do not match the clips schema: {e}") from e
 
 
 def insert_table(path, table: pa.Table, options: dict | None = None) -> tables.Inserted:
-    """Insert the rows of an Arrow table of :data:`CLIPS_SCHEMA` whose clip id the (existing) table lacks.
+    """Insert the rows of an Arrow table of :func:`clips_schema` whose clip id the (existing) table lacks.
 
     Exactly once per clip id, also with concurrent writers; runs in the process that holds the rows
     (a Ray worker in a pipeline, after :func:`create_table` on the driver).
@@ -256,7 +235,7 @@ def write_table(path, table: pa.Table, options: dict | None = None) -> tables.In
     path = os.fspath(path)
     table = _conform(path, table)
     try:
-        if tables.create(path, CLIPS_SCHEMA, table, options=options):
+        if tables.create(path, clips_schema(), table, options=options):
             return tables.Inserted(table.num_rows, [], 1)
     except tables.TableError as e:
         raise ClipsTableError(str(e)) from e
@@ -313,21 +292,19 @@ def _sql_str(s: str) -> str:
 
 
 def read_clips(path, dataset: str | None = None, ids: Iterable[str] | None = None, *, version=None,
-               decode_rgb: bool = True, decode_depth: bool = True, batch_size: int = 8,
+               decode_rgb: bool = True, decode_depth: bool = True, skip=(), batch_size: int = 8,
                options: dict | None = None) -> Iterator[Clip]:
-    """Iterate over the clips of a table (optionally one dataset, some ids, an older Lance version)."""
+    """Iterate over the clips of a table (optionally one dataset, some ids, an older Lance version).
+
+    The modalities in ``skip`` (and rgb / depth when their flag is False) are neither read nor decoded."""
     ds = open_clips(path, version=version, options=options)
-    columns = [f.name for f in CLIPS_SCHEMA if f.name in ds.schema.names]
-    if not decode_depth:
-        columns = [c for c in columns if c != "depth_raw_valid"]
-    if not decode_rgb:
-        columns.remove("rgb_mp4")
-    if not decode_depth:
-        columns.remove("depth_f16")
+    skip = set(skip) | ({"rgb"} if not decode_rgb else set()) | ({"depth"} if not decode_depth else set())
+    dropped = set(modality_columns(skip))
+    columns = [f.name for f in clips_schema() if f.name in ds.schema.names and f.name not in dropped]
     try:
         for batch in ds.to_batches(columns=columns, filter=_filter(dataset, ids), batch_size=batch_size):
             for row in batch.to_pylist():
-                yield row_to_clip(row, decode_rgb=decode_rgb, decode_depth_=decode_depth)
+                yield row_to_clip(row, skip=skip)
     except ClipsTableError:
         raise
     except Exception as e:
@@ -340,10 +317,8 @@ def clips_index(path, version=None, options: dict | None = None) -> pa.Table:
     ds = open_clips(path, version=version, options=options)
     try:
         t = ds.to_table(columns=INDEX_COLUMNS)
-        flags = ds.to_table(columns={
-            "has_rgb": "rgb_mp4 IS NOT NULL", "has_depth": "depth_f16 IS NOT NULL",
-            "has_gaze": "gaze IS NOT NULL", "has_cam": "cam IS NOT NULL",
-        })
+        flags = ds.to_table(columns={f"has_{i.name}": f"{i.payload_column} IS NOT NULL"
+                                     for i in modality.MODALITY_INFO.values() if i.payload_column in ds.schema.names})
     except Exception as e:
         raise ClipsTableError(f"{os.fspath(path)}: reading the clips index failed ({type(e).__name__}: {str(e)[:300]})") from e
     for name in flags.column_names:

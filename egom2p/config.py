@@ -135,17 +135,17 @@ def _overrides_of(cls: type, name: str) -> type:
 
 
 def tokenizer_schema(kind: str) -> type:
-    """The typed config of ``egom2p tokenizer train KIND`` (kind: gaze, cam or video)."""
+    """The typed config of ``egom2p tokenizer train KIND`` (kind: a sequence modality such as gaze or cam, or video)."""
     from .tokenizers.fsq import FSQVideoConfig
-    from .tokenizers.train import TrainConfig
+    from .tokenizers.train import TrainConfig, sequence_modalities
     from .tokenizers.vqvae import VQVAEConfig
 
     if kind == "video":
         model_cls, batch = _overrides_of(FSQVideoConfig, "FSQVideoOverrides"), 4
-    elif kind in ("gaze", "cam"):
+    elif kind in sequence_modalities():
         model_cls, batch = _overrides_of(VQVAEConfig, "VQVAEOverrides"), 16
     else:
-        raise ConfigError(f"unknown tokenizer kind {kind!r} (gaze, cam or video)")
+        raise ConfigError(f"unknown tokenizer kind {kind!r} ({', '.join(sequence_modalities())} or video)")
     return dataclasses.make_dataclass(
         f"TokenizerTrainConfig_{kind}",
         [("batch_size", int, field(default=batch)), ("model", model_cls, field(default_factory=model_cls))],

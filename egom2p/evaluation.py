@@ -31,6 +31,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .metrics import DEFAULT_ALIGNMENT
+from . import modality
 from .modalities import VIDEO_MODALITIES
 from .tasks.inputs import clip_inputs
 from .tasks.runner import TaskRunner, Timing
@@ -165,8 +166,9 @@ def training_clips(spec: TaskSpec, tables=(), checkpoint: dict | None = None,
             want = [i for j, i in enumerate(ids) if k + j in pick]
             k += len(ids)
             if want:
-                clips += sorted(read_clips(t, ids=want, decode_rgb="rgb" in need, decode_depth="depth" in need),
-                                key=lambda c: c.clip_id)
+                # the video payloads only when a baseline needs them (sequences are cheap)
+                skip = [m for m in modality.names() if m not in need and modality.info(m).tokenizer == "video"]
+                clips += sorted(read_clips(t, ids=want, skip=skip), key=lambda c: c.clip_id)
         tnames = ", ".join(Path(t).name for t in rows if rows[t])
         return clips, f"{len(clips)} train-split clips of {source} ({tnames})"
     return [], ""
@@ -288,7 +290,12 @@ def score_reconstructions(modality: str, originals, reconstructions, meta=None, 
     Returns the mean of each metric keyed ``{modality}_{metric}[_{unit}]`` (e.g. ``cam_ate_m``),
     plus ``alignment`` for camera metrics. Metrics whose ground truth is unavailable are left out.
     """
-    spec = task_for_target(modality)
+    try:
+        spec = task_for_target(modality)
+    except KeyError:  # no task generates it (a registered modality beyond the four): its plain RMSE
+        from .metrics import sequence_rmse
+
+        return {f"{modality}_rmse": sequence_rmse(reconstructions, originals)[0]}
     ctx = ctx or ScoreContext()
     originals = np.asarray(originals)
     size = np.asarray(reconstructions[0]).shape[1] if modality in VIDEO_MODALITIES else 0

@@ -55,6 +55,13 @@ PRESETS: dict[str, GenerationConfig] = {
 }
 
 
+def preset_for(modality_name: str) -> GenerationConfig:
+    """The default preset that generates a modality (its registry entry's ``preset``)."""
+    from .modality import info
+
+    return get_preset(info(modality_name).preset)
+
+
 def get_preset(name: str) -> GenerationConfig:
     """The named official preset ("camera", "gaze", "depth", "rgb_from_depth")."""
     if name not in PRESETS:

@@ -185,6 +185,24 @@ def gaze_mse(est: np.ndarray, ref: np.ndarray) -> tuple[float, int]:
     return float(np.mean((est[valid] - ref[valid]) ** 2)), n
 
 
+def sequence_rmse(est: np.ndarray, ref: np.ndarray) -> tuple[float, int]:
+    """RMSE of a sequence modality's values over frames finite in both; returns (rmse, valid frame count).
+
+    ``est`` and ``ref`` are [N, ...] per-frame values (or [B, N, ...]); the score of a modality that no task
+    generates (its tokenizer's round trip). No valid frame -> (nan, 0).
+    """
+    est, ref = np.asarray(est, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    if est.shape != ref.shape:
+        raise ValueError(f"sequence arrays must have equal shapes, got {est.shape} and {ref.shape}")
+    lead = est.shape[:2] if est.ndim > 2 else est.shape[:1]
+    e, r = est.reshape(*lead, -1), ref.reshape(*lead, -1)
+    valid = np.isfinite(e).all(-1) & np.isfinite(r).all(-1)
+    n = int(valid.sum())
+    if n == 0:
+        return float("nan"), 0
+    return float(np.sqrt(np.mean((e[valid] - r[valid]) ** 2))), n
+
+
 # --- depth --------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,7 @@
-"""The one modality registry: what each modality is, how big its token grid is, its vocabulary.
+"""The one modality registry, its size half: how big each modality's token grid is, its vocabulary.
+
+Its behaviour half (clip array rule, clips-table codec, standardize, presence, tokenizer pre/post-processing,
+generation preset) is :mod:`egom2p.modality`, one entry per modality under the same name.
 
 Every stage (curation, tokenizers, token DB, sampler, model, inference) reads sizes from here and
 never from literals. Two configurations exist:
@@ -17,6 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+# The built-in four. Code iterates a Registry (``registry.names``; a token DB's own) or egom2p.modality's
+# entries, which also hold modalities registered later (egom2p.modality.register).
 MODALITIES: tuple[str, ...] = ("rgb", "depth", "gaze", "cam")
 VIDEO_MODALITIES: tuple[str, ...] = ("rgb", "depth")
 SEQUENCE_MODALITIES: tuple[str, ...] = ("gaze", "cam")
@@ -130,7 +135,8 @@ def _video(name: str, image_size: int, levels: tuple[int, ...], temporal: int = 
     )
 
 
-def _sequence(name: str, vocab: int, channels: int) -> ModalitySpec:
+def sequence_spec(name: str, vocab: int, channels: int) -> ModalitySpec:
+    """The size spec of a sequence modality: ``channels`` features per frame, 60 frames -> 30 tokens of ``vocab``."""
     return ModalitySpec(
         name=name,
         kind="sequence",
@@ -148,8 +154,8 @@ def _build(config: str, image_size: int, levels: tuple[int, ...], seq_vocab: int
         modalities={
             "rgb": _video("rgb", image_size, levels),
             "depth": _video("depth", image_size, levels),
-            "gaze": _sequence("gaze", seq_vocab, GAZE_DIM),
-            "cam": _sequence("cam", seq_vocab, CAM_DIM),
+            "gaze": sequence_spec("gaze", seq_vocab, GAZE_DIM),
+            "cam": sequence_spec("cam", seq_vocab, CAM_DIM),
         },
     )
 

@@ -34,13 +34,14 @@ whose workers are started with ``spawn`` (Lance is not fork-safe); worker ``w`` 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, List, Optional
 
 import numpy as np
 import torch
 
 from .errors import EgoM2PError
+from . import modality
 from .modalities import Registry
 from .tokendb import TokenDB, open_token_db, token_column
 
@@ -57,7 +58,7 @@ class MixtureConfig:
     datasets: Any = None  # None = every dataset of the split; a list of names; or {name: weight}
     weighting: str = "size"  # size | uniform | temperature (ignored with explicit weights)
     temperature: float = 1.0
-    modalities: List[str] = field(default_factory=lambda: ["rgb", "depth", "gaze", "cam"])
+    modalities: Optional[List[str]] = None  # None = every modality of the token DB's registry
     alphas: List[float] = field(default_factory=lambda: list(DEFAULT_ALPHAS))
     input_budget: int = 2048
     target_budget: int = 2048
@@ -245,6 +246,9 @@ class MaskingSampler:
         self.local_batch = self.batch_size // world_size
         self.registry: Registry = self.db.registry
         self.all_modalities = self.registry.names  # modality index = position in the registry (model order)
+        if self.mix.modalities is None:  # every modality of the DB, in the order they were registered
+            order = [m for m in modality.names() if m in self.all_modalities]
+            self.mix = replace(self.mix, modalities=order + [m for m in self.all_modalities if m not in order])
         self._validate_and_index(rows)
 
     # ---- set-up and checks (all raise before training starts) ------------------------------------

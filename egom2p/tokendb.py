@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 
 from . import tables
 from .errors import EgoM2PError
-from .modalities import MODALITIES, Registry
+from .modalities import Registry
 
 TOKENS_FORMAT = "egom2p-tokens/2"
 _META_FORMAT = b"egom2p.format"
@@ -62,7 +62,7 @@ def token_column(modality: str) -> str:
 def token_schema(registry: Registry, meta: dict | None = None, tokenizers: dict | None = None) -> pa.Schema:
     """The Arrow schema of a token DB for ``registry`` (uint16 fixed-size lists; vocab <= 65536 checked)."""
     fields = [pa.field(k, pa.string(), nullable=False) for k in KEY_COLUMNS]
-    for m in MODALITIES:
+    for m in registry.names:
         spec = registry[m]
         if spec.vocab_size > MAX_VOCAB:
             raise TokenDBError(f"modality {m}: vocab {spec.vocab_size} does not fit uint16 tokens (max {MAX_VOCAB})")
@@ -114,7 +114,7 @@ def rows_to_table(rows: Sequence[dict], registry: Registry, source: dict | None 
         if any(v is None for v in vals):
             raise TokenDBError(f"token rows need a {k!r} for every row")
         cols.append(pa.array([str(v) for v in vals], pa.string()))
-    for m in MODALITIES:
+    for m in registry.names:
         spec = registry[m]
         cols.append(_token_array([r.get(token_column(m)) for r in rows], spec.num_tokens, spec.vocab_size,
                                  token_column(m)))
@@ -221,7 +221,7 @@ class TokenDB:
     def index(self) -> pa.Table:
         """Key columns plus ``has_<m>`` flags of every row (no token lists read)."""
         t = self.lance.to_table(columns=list(KEY_COLUMNS))
-        flags = self.lance.to_table(columns={f"has_{m}": f"{token_column(m)} IS NOT NULL" for m in MODALITIES})
+        flags = self.lance.to_table(columns={f"has_{m}": f"{token_column(m)} IS NOT NULL" for m in self.registry.names})
         for name in flags.column_names:
             t = t.append_column(name, flags.column(name))
         return t
@@ -231,8 +231,8 @@ class TokenDB:
         idx = self.index().to_pydict()
         out: dict[str, dict[str, int]] = {}
         for i, ds in enumerate(idx["dataset"]):
-            c = out.setdefault(ds, {m: 0 for m in MODALITIES})
-            for m in MODALITIES:
+            c = out.setdefault(ds, {m: 0 for m in self.registry.names})
+            for m in self.registry.names:
                 c[m] += bool(idx[f"has_{m}"][i])
         return dict(sorted(out.items()))
 

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .modalities import MODALITIES
+from .modalities import MODALITIES, get_registry
 from .runconfig import ConfigError, absolute, check_output, is_uri, option, param
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -52,9 +52,10 @@ class TokenizeConfig:
         if not self.clips:
             bad("clips", "needs at least one clips table")
         if self.modalities is not None:
-            unknown = [m for m in self.modalities if m not in MODALITIES]
+            known = get_registry().names  # every registered modality (the CLI offers the built-in ones)
+            unknown = [m for m in self.modalities if m not in known]
             if unknown:
-                bad("modalities", f"has unknown modalities {unknown}; known: {', '.join(MODALITIES)}")
+                bad("modalities", f"has unknown modalities {unknown}; known: {', '.join(known)}")
         for name in ("batch_size", "commit_every", "limit", "actors", "num_cpus"):
             v = getattr(self, name)
             if v is not None and v <= 0:
@@ -83,8 +84,8 @@ class TokenizeConfig:
         d = Path(self.tokenizers)
         if not d.is_dir():
             raise ConfigError(f"{param(TokenizeConfig, 'tokenizers')}: {d}: tokenizer directory not found "
-                              f"(expected sub-directories {', '.join(MODALITIES)})")
-        wanted = self.modalities or [m for m in MODALITIES if (d / m).is_dir()]
+                              f"(expected sub-directories {', '.join(get_registry().names)})")
+        wanted = self.modalities or [m for m in get_registry().names if (d / m).is_dir()]
         missing = [m for m in wanted if not (d / m).is_dir()]
         if not wanted or missing:
             raise ConfigError(f"{param(TokenizeConfig, 'tokenizers')}: {d}: no tokenizer for "

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .metrics import codebook_stats
-from .modalities import MODALITIES
+from . import modality
 
 
 def _plt():
@@ -139,7 +139,7 @@ def sequence_plot(tracks: dict[str, np.ndarray], ylabel: str = "", title: str = 
 def token_histograms(tokens: dict[str, np.ndarray], vocab: dict[str, int], title: str = ""):
     """Histogram of token ids per modality with codebook usage and perplexity in each title."""
     plt = _plt()
-    mods = [m for m in MODALITIES if m in tokens and tokens[m] is not None and tokens[m].size]
+    mods = [m for m in tokens if tokens[m] is not None and tokens[m].size]
     fig, axes = plt.subplots(1, max(1, len(mods)), figsize=(4 * max(1, len(mods)), 3), squeeze=False)
     for ax, m in zip(axes[0], mods):
         counts = np.bincount(tokens[m].reshape(-1).astype(np.int64), minlength=vocab[m])
@@ -166,11 +166,11 @@ def coverage(tables: list[str | Path]):
         for r in idx:
             c = by_ds.setdefault(r["dataset"], Counter())
             c["clips"] += 1
-            for m in MODALITIES:
-                c[m] += bool(r[f"has_{m}"])
+            for m in modality.names():
+                c[m] += bool(r.get(f"has_{m}"))
         for ds, c in by_ds.items():
-            rows.append({"dataset": ds, "clips": c["clips"], **{m: c[m] for m in MODALITIES}})
-    return pd.DataFrame(rows, columns=["dataset", "clips", *MODALITIES]).set_index("dataset")
+            rows.append({"dataset": ds, "clips": c["clips"], **{m: c[m] for m in modality.names()}})
+    return pd.DataFrame(rows, columns=["dataset", "clips", *modality.names()]).set_index("dataset")
 
 
 def quarantine(out_dir: str | Path):

@@ -81,12 +81,13 @@ class RawSequence:
     frame_valid: np.ndarray | None = None  # [N] bool
     is_gray: bool = False
     source_files: list[str] = field(default_factory=list)
+    signals: dict[str, np.ndarray] = field(default_factory=dict)  # {modality: [N, ...]} of a registered modality
 
     def __post_init__(self):
         if self.frame_valid is None:
             self.frame_valid = np.ones(self.num_frames, dtype=bool)
-        for name in ("c2w", "gaze_px", "frame_valid"):
-            arr = getattr(self, name)
+        named = {"c2w": self.c2w, "gaze_px": self.gaze_px, "frame_valid": self.frame_valid}
+        for name, arr in {**named, **{f"signals[{k!r}]": v for k, v in self.signals.items()}}.items():
             if arr is not None and len(arr) != self.num_frames:
                 raise SourceError(self.ref.path, f"{name} has {len(arr)} entries for {self.num_frames} frames")
 

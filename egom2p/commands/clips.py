@@ -24,8 +24,8 @@ def coverage_rows(index) -> list[tuple[str, str, int, dict[str, int]]]:
     for (dataset, split), rs in sorted(groups.items()):
         counts = Counter()
         for r in rs:
-            for m in ("rgb", "depth", "gaze", "cam"):
-                counts[m] += bool(r[f"has_{m}"])
+            for flag in (k for k in r if k.startswith("has_")):  # one per registered modality (clips_index)
+                counts[flag[4:]] += bool(r[flag])
         out.append((dataset, split, len(rs), dict(counts)))
     return out
 
@@ -38,7 +38,8 @@ def run_info(args) -> int:
     ds = open_as(ClipsTableError, "clips table", args.path)
     print(f"{args.path}: {index.num_rows} clips, Lance version {args.version or ds.version} "
           f"(latest {ds.version}, {len(ds.versions())} versions)")
-    print(f"{'dataset':<14}{'split':<8}{'clips':>7}{'rgb':>7}{'depth':>7}{'gaze':>7}{'cam':>7}")
+    mods = [k[4:] for k in index.column_names if k.startswith("has_")]  # the registered modalities, in order
+    print(f"{'dataset':<14}{'split':<8}{'clips':>7}" + "".join(f"{m:>7}" for m in mods))
     for dataset, split, n, c in coverage_rows(index):
-        print(f"{dataset:<14}{split:<8}{n:>7}" + "".join(f"{c.get(m, 0):>7}" for m in ("rgb", "depth", "gaze", "cam")))
+        print(f"{dataset:<14}{split:<8}{n:>7}" + "".join(f"{c.get(m, 0):>7}" for m in mods))
     return 0

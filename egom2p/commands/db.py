@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ..modalities import MODALITIES
+from ..modalities import MODALITIES  # the built-in four: the CLI's choices
 
 
 def register(sub) -> None:
@@ -60,7 +60,7 @@ def _db_info(path, version=None) -> dict:
     per_ds_rows: dict[str, int] = {}
     for d in db.index().column("dataset").to_pylist():
         per_ds_rows[d] = per_ds_rows.get(d, 0) + 1
-    tokens = {m: sum(c[m] for c in counts.values()) * db.registry[m].num_tokens for m in MODALITIES}
+    tokens = {m: sum(c[m] for c in counts.values()) * db.registry[m].num_tokens for m in db.registry.names}
     versions = []
     for v in latest.versions():
         n = int(v["version"])
@@ -90,14 +90,15 @@ def run_info(args) -> int:
         tag = f"  tags: {', '.join(v['tags'])}" if v["tags"] else ""
         mark = " *" if v["version"] == info["version"] else ""
         print(f"  {v['version']:>4}  {v['time'][:19]}  {v['rows']:>8} rows{tag}{mark}")
+    mods = list(info["tokens"])  # the DB's registry, in its order
     print("\ncoverage (clips per dataset x modality):")
-    print(f"  {'dataset':<16}{'clips':>8}" + "".join(f"{m:>8}" for m in MODALITIES))
-    tot = {m: 0 for m in ("clips", *MODALITIES)}
+    print(f"  {'dataset':<16}{'clips':>8}" + "".join(f"{m:>8}" for m in mods))
+    tot = {m: 0 for m in ("clips", *mods)}
     for d, c in info["coverage"].items():
-        print(f"  {d:<16}{c['clips']:>8}" + "".join(f"{c[m]:>8}" for m in MODALITIES))
+        print(f"  {d:<16}{c['clips']:>8}" + "".join(f"{c[m]:>8}" for m in mods))
         for k in tot:
             tot[k] += c[k]
-    print(f"  {'total':<16}{tot['clips']:>8}" + "".join(f"{tot[m]:>8}" for m in MODALITIES))
+    print(f"  {'total':<16}{tot['clips']:>8}" + "".join(f"{tot[m]:>8}" for m in mods))
     print("\ntokens: " + ", ".join(f"{m} {n:,}" for m, n in info["tokens"].items()) +
           f" (total {sum(info['tokens'].values()):,})")
     print("\ntokenizers:")

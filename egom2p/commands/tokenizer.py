@@ -1,6 +1,6 @@
-"""``egom2p tokenizer train {gaze,cam,video} --clips PATH... --out DIR [KEY=VALUE ...]``: train a tokenizer.
+"""``egom2p tokenizer train {gaze,cam,...,video} --clips PATH... --out DIR [KEY=VALUE ...]``: train a tokenizer.
 
-Writes ``DIR/gaze/``, ``DIR/cam/`` or ``DIR/rgb/`` + ``DIR/depth/`` (config.json + model.safetensors +
+Writes ``DIR/<modality>/`` for a sequence modality (gaze, cam, any registered one) or ``DIR/rgb/`` + ``DIR/depth/`` (config.json + model.safetensors +
 eval.png), prints progress and ends with the evaluation (camera ATE/RRE, gaze MSE, video PSNR/SSIM,
 codebook usage and perplexity). ``egom2p tokenizer info DIR`` lists the checkpoints of a directory.
 """
@@ -21,7 +21,8 @@ def register(sub) -> None:
                                     "seed, device, threads, eval_fraction, max_clips, log_every) or model.FIELD=VALUE "
                                     "(fields of the VQ-VAE / FSQ config), composed with Hydra. --print-config shows "
                                     "the composed config without reading anything.")
-    t.add_argument("which", choices=("gaze", "cam", "video"))
+    t.add_argument("which", metavar="{gaze,cam,...,video}",
+                   help="a sequence modality of the registry (its VQ-VAE) or video (the FSQ video tokenizer)")
     t.add_argument("--clips", nargs="+", help="clips tables (DIR/<dataset>.lance); required unless --print-config")
     # --out takes the directory and then any KEY=VALUE overrides that follow it (argparse cannot put a
     # "*" positional after options), so `--out DIR steps=500 size=base` works as documented.
@@ -56,7 +57,7 @@ def run_train(args) -> int:
     overrides = [a for a in given if "=" in a]
     clips = [c for c in (args.clips or []) if "=" not in c]
     outs = [o for o in (args.out or []) if "=" not in o]
-    try:  # the config first: a wrong key or type is refused before any clips table is opened
+    try:  # the config first: a wrong kind, key or type is refused before any clips table is opened
         cfg = tokenizer_config(args.which, overrides)
     except ConfigError as e:
         return fail(str(e))

@@ -29,12 +29,12 @@ import pyarrow as pa
 
 from ..adapters.base import Adapter
 from ..annotators.base import Annotator
-from ..clips import CLIPS_SCHEMA, insert_table
+from ..clips import clips_schema, insert_table
 from ..runner import Resources, Stage, worker_id
 from ..standardize import DepthAnnotation
 from ..video import reading_windows
 from .quarantine import QuarantineRecord
-from .stages import MODALITY_COLUMNS, WorkChunk, annotate_chunk, ref_from_json, split, standardize_chunk
+from .stages import WorkChunk, row_modalities, annotate_chunk, ref_from_json, split, standardize_chunk
 
 SEQUENCES_SCHEMA = pa.schema([("ref", pa.string()), ("done", pa.list_(pa.string()))])
 PLAN_SCHEMA = pa.schema([("ref", pa.string()), ("num_frames", pa.int64()), ("windows", pa.int64()),
@@ -45,10 +45,14 @@ WINDOWS_SCHEMA = pa.schema([("ref", pa.string()), ("start", pa.int32()), ("clip_
                             ("depth", pa.large_binary()), ("depth_shape", pa.list_(pa.int32())),
                             ("depth_kind", pa.string()), ("depth_source", pa.string()),
                             ("depth_raw_valid", pa.large_binary()), ("record", pa.string())])
-ENCODED_SCHEMA = pa.schema([f.with_nullable(True) for f in CLIPS_SCHEMA] + [pa.field("record", pa.string())])
 STATUS_SCHEMA = pa.schema([("clip_id", pa.string()), ("status", pa.string()), ("record", pa.string()),
-                           *[(f"has_{m}", pa.bool_()) for m in MODALITY_COLUMNS], ("payload_bytes", pa.int64()),
+                           ("modalities", pa.list_(pa.string())), ("payload_bytes", pa.int64()),
                            ("worker", pa.string())])
+
+
+def encoded_schema() -> pa.Schema:
+    """Encoded clips-table rows (of the modalities registered now) or their quarantine record."""
+    return pa.schema([f.with_nullable(True) for f in clips_schema()] + [pa.field("record", pa.string())])
 WRITTEN, PRESENT, QUARANTINED = "written", "present", "quarantined"
 
 
@@ -187,10 +191,10 @@ class StandardizeStage(Stage):
     """Standardize and encode each window into a clips-table row (or its quarantine record)."""
 
     name = "standardize"
-    output_schema = ENCODED_SCHEMA
 
     def __init__(self, adapter: Adapter, size: int):
         self.adapter, self.size = adapter, size
+        self.output_schema = encoded_schema()
 
     def process(self, batch: pa.Table) -> pa.Table:
         rows: list[dict] = []
@@ -208,7 +212,8 @@ class StandardizeStage(Stage):
             with reading_windows(keep=True):  # the windows in order: each source frame decoded once
                 for item in standardize_chunk(self.adapter, chunk, depths, self.size):
                     rows.append(_qrow(item) if isinstance(item, QuarantineRecord) else {**item, "record": None})
-        return pa.Table.from_pylist([{k: r.get(k) for k in ENCODED_SCHEMA.names} for r in rows], schema=ENCODED_SCHEMA)
+        schema = self.output_schema
+        return pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema=schema)
 
 
 class WriteClipsStage(Stage):
@@ -234,12 +239,12 @@ class WriteClipsStage(Stage):
         for r in good.to_pylist():
             written = r["clip_id"] not in present
             rows.append({"clip_id": r["clip_id"], "status": WRITTEN if written else PRESENT, "record": None,
-                         **{f"has_{m}": r[col] is not None for m, col in MODALITY_COLUMNS.items()},
-                         "payload_bytes": len(r["rgb_mp4"] or b"") + len(r["depth_f16"] or b"") if written else 0,
+                         "modalities": list(row_modalities(r)),
+                         "payload_bytes": sum(len(v) for v in r.values() if isinstance(v, bytes)) if written else 0,
                          "worker": node})
         for r in bad.select(["clip_id", "record"]).to_pylist():
             rows.append({"clip_id": r["clip_id"], "status": QUARANTINED, "record": r["record"],
-                         **{f"has_{m}": False for m in MODALITY_COLUMNS}, "payload_bytes": 0, "worker": node})
+                         "modalities": [], "payload_bytes": 0, "worker": node})
         return pa.Table.from_pylist(rows, schema=STATUS_SCHEMA)
 
 

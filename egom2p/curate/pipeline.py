@@ -231,9 +231,8 @@ def curate_chunks(config: CurateConfig, chunks: list[WorkChunk], runner: Runner,
                     since_index += 1
                     out.payload_bytes += r["payload_bytes"]
                     out.workers[r["worker"]] = out.workers.get(r["worker"], 0) + 1
-                    for m in ("rgb", "depth", "gaze", "cam"):
-                        if r[f"has_{m}"]:
-                            out.by_modality[m] = out.by_modality.get(m, 0) + 1
+                    for m in r["modalities"]:
+                        out.by_modality[m] = out.by_modality.get(m, 0) + 1
             quarantine.flush()
             done += batch.num_rows
             bar.update(batch.num_rows)

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .. import modality
 from ..adapters.base import Adapter, RawSequence, SequenceRef, SourceError
 from ..annotators.base import Annotator
 from ..clip import Clip, make_clip_id
@@ -30,7 +31,6 @@ from ..modalities import CLIP_FRAMES
 from ..standardize import DepthAnnotation, clip_starts, standardize
 from .quarantine import QuarantineRecord
 
-MODALITY_COLUMNS = {"rgb": "rgb_mp4", "depth": "depth_f16", "gaze": "gaze", "cam": "cam"}
 
 
 # ----------------------------------------------------------------------------------------- refs
@@ -178,7 +178,8 @@ def encode(clip: Clip) -> dict:
 
 
 def row_modalities(row: dict) -> tuple[str, ...]:
-    return tuple(m for m, col in MODALITY_COLUMNS.items() if row.get(col) is not None)
+    """The modalities an encoded clips-table row holds (its registry entries' payload columns not null)."""
+    return tuple(i.name for i in modality.MODALITY_INFO.values() if row.get(i.payload_column) is not None)
 
 
 # ------------------------------------------------------------------------------ one work chunk

@@ -10,8 +10,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
-from .. import storage, tables
-from ..modalities import MODALITIES
+from .. import modality, storage, tables
 
 
 @dataclass
@@ -38,7 +37,7 @@ class RunSummary:
     table_version: int | None = None
 
     def coverage_fraction(self) -> dict[str, float]:
-        return {m: (self.coverage.get(m, 0) / self.table_clips if self.table_clips else 0.0) for m in MODALITIES}
+        return {m: (self.coverage.get(m, 0) / self.table_clips if self.table_clips else 0.0) for m in modality.names()}
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -67,7 +66,7 @@ class RunSummary:
             "| modality | clips | coverage | written this run |",
             "|---|---:|---:|---:|",
         ]
-        for m in MODALITIES:
+        for m in modality.names():
             lines.append(f"| {m} | {self.coverage.get(m, 0)} | {100 * frac[m]:.0f}% | {self.written_by_modality.get(m, 0)} |")
         if self.quarantined:
             lines += ["", "Quarantined by stage: " + ", ".join(f"{k}: {v}" for k, v in sorted(self.quarantined_by_stage.items()))]
@@ -75,7 +74,7 @@ class RunSummary:
 
     def to_text(self) -> str:
         frac = self.coverage_fraction()
-        cov = "  ".join(f"{m} {self.coverage.get(m, 0)} ({100 * frac[m]:.0f}%)" for m in MODALITIES)
+        cov = "  ".join(f"{m} {self.coverage.get(m, 0)} ({100 * frac[m]:.0f}%)" for m in modality.names())
         text = (f"curate {self.dataset}: {self.sequences_seen} sequences seen ({self.sequences_failed} failed), "
                 f"{self.clips_written} clips written, {self.clips_skipped} skipped (already done), "
                 f"{self.quarantined} quarantined, {self.duration_s:.1f} s\n"
@@ -94,8 +93,8 @@ class RunSummary:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(5, 3), dpi=100)
-        counts = [self.coverage.get(m, 0) for m in MODALITIES]
-        bars = ax.bar(MODALITIES, counts, color=["#4c72b0", "#55a868", "#c44e52", "#8172b2"])
+        counts = [self.coverage.get(m, 0) for m in modality.names()]
+        bars = ax.bar(modality.names(), counts, color=["#4c72b0", "#55a868", "#c44e52", "#8172b2"])
         ax.bar_label(bars, labels=[f"{100 * f:.0f}%" for f in self.coverage_fraction().values()])
         ax.set_ylabel("clips")
         ax.set_ylim(0, max(1, self.table_clips) * 1.15)
@@ -110,7 +109,7 @@ class RunSummary:
 def table_coverage(table_path: str, dataset: str, options: dict | None = None) -> tuple[int, dict[str, int], int | None]:
     """(clips of ``dataset`` in the table, {modality: clips having it}, Lance version); zeros if no table."""
     if not tables.exists(table_path, options):
-        return 0, {m: 0 for m in MODALITIES}, None
+        return 0, {m: 0 for m in modality.names()}, None
     import pyarrow.compute as pc
 
     from ..clips import clips_index
@@ -118,5 +117,6 @@ def table_coverage(table_path: str, dataset: str, options: dict | None = None) -
     version = int(tables.open_table(table_path, options=options).version)
     index = clips_index(table_path, version=version, options=options)
     index = index.filter(pc.equal(index.column("dataset"), dataset))
-    cov = {m: int(pc.sum(index.column(f"has_{m}")).as_py() or 0) for m in MODALITIES}
+    cov = {m: int(pc.sum(index.column(f"has_{m}")).as_py() or 0) if f"has_{m}" in index.column_names else 0
+           for m in modality.names()}
     return index.num_rows, cov, version

@@ -63,10 +63,12 @@ def summary(cfg: dict, tables: list[dict]) -> dict:
     s = run.summary()
     s["tables"] = tables
     s["added"] = sum(t["added"] for t in tables)
+    mods = list(next(iter((s.get("counts") or {}).values()), {}))  # the DB registry's modalities, in order
     lines = [f"# Token DB `{s['out']}`", "", f"version {s.get('version')}, {s.get('rows')} clips; "
-             f"{s['added']} added by this run", "", "| dataset | rgb | depth | gaze | cam |", "|---|---|---|---|---|"]
+             f"{s['added']} added by this run", "", "| dataset | " + " | ".join(mods) + " |",
+             "|---|" + "---|" * len(mods)]
     for ds, c in (s.get("counts") or {}).items():
-        lines.append(f"| {ds} | {c['rgb']} | {c['depth']} | {c['gaze']} | {c['cam']} |")
+        lines.append(f"| {ds} | " + " | ".join(str(c.get(m, 0)) for m in mods) + " |")
     create_markdown_artifact("\n".join(lines), key="tokenize-summary", description="token DB coverage")
     print("\n".join(lines), flush=True)
     return s

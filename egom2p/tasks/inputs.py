@@ -232,7 +232,7 @@ def model_input(values: np.ndarray, modality: str, size: int) -> np.ndarray:
 
 def clip_inputs(clips, modalities, size: int) -> dict[str, np.ndarray]:
     """{modality: [B, 60, ...]} model inputs from standard clips."""
-    return {m: np.stack([model_input(getattr(c, m), m, size) for c in clips]) for m in modalities}
+    return {m: np.stack([model_input(c.get(m), m, size) for c in clips]) for m in modalities}
 
 
 def token_rgb(clip, size: int) -> np.ndarray:

@@ -11,7 +11,8 @@ import torch
 
 from ..errors import IntegrityError
 from ..integrity import atomic_write_text, file_sha256, verify_file, warn_unverified
-from ..modalities import MODALITIES, Registry, get_registry
+from ..modality import MODALITY_INFO
+from ..modalities import Registry, get_registry
 from .base import Tokenizer, TokenizerError, resolve_device
 from .sequence_tokenizer import SequenceTokenizer
 from .video_tokenizer import VideoTokenizer
@@ -92,8 +93,9 @@ def load_tokenizer(directory, registry: Registry | str | None = None, device: st
     where = os.fspath(d)
     cfg_path = d / CONFIG_FILE
     if not cfg_path.is_file():
-        if is_cosmos_dir(d) or (modality in ("rgb", "depth") or d.name in ("rgb", "depth")):
-            cfg = {"kind": "cosmos", "modality": modality or d.name}
+        name = modality or d.name
+        if is_cosmos_dir(d) or (name in MODALITY_INFO and MODALITY_INFO[name].tokenizer == "video"):
+            cfg = {"kind": "cosmos", "modality": name}
         else:
             raise TokenizerError(f"{where}: no {CONFIG_FILE} (a tokenizer checkpoint has config.json + {WEIGHTS_FILE}, "
                                  "or encoder.jit + decoder.jit for Cosmos)")
@@ -105,7 +107,7 @@ def load_tokenizer(directory, registry: Registry | str | None = None, device: st
     kind, mod = cfg.get("kind"), cfg.get("modality")
     if modality is not None and mod != modality:
         raise TokenizerError(f"{where}: checkpoint is for modality {mod!r}, expected {modality!r}")
-    if mod not in MODALITIES:
+    if mod not in MODALITY_INFO:
         raise TokenizerError(f"{where}: unknown modality {mod!r}")
 
     if kind == "cosmos":
@@ -155,10 +157,10 @@ def load_tokenizers(directory, registry: Registry | str | None = None, device: s
     """{modality: Tokenizer} from ``DIR/<modality>/`` for each sub-directory present (all share a registry)."""
     d = Path(directory)
     if not d.is_dir():
-        raise TokenizerError(f"{d}: tokenizer directory not found (expected sub-directories {', '.join(MODALITIES)})")
-    wanted = list(modalities) if modalities is not None else [m for m in MODALITIES if (d / m).is_dir()]
+        raise TokenizerError(f"{d}: tokenizer directory not found (expected sub-directories {', '.join(MODALITY_INFO)})")
+    wanted = list(modalities) if modalities is not None else [m for m in MODALITY_INFO if (d / m).is_dir()]
     if not wanted:
-        raise TokenizerError(f"{d}: no tokenizer sub-directory ({', '.join(MODALITIES)}) found")
+        raise TokenizerError(f"{d}: no tokenizer sub-directory ({', '.join(MODALITY_INFO)}) found")
     out: dict[str, Tokenizer] = {}
     for m in wanted:
         if not (d / m).is_dir():

@@ -29,20 +29,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from .. import modality
 from ..clip import Clip
-from ..modalities import MODALITIES, Registry
+from ..modalities import Registry
 from ..runner import CPU_COLUMN, LanceSource, Resources, Runner, Stage
 from ..tokenize_config import TokenizeConfig
 from . import Tokenizer, TokenizerError, load_tokenizers
 
 
-def _has(clip: Clip, modality: str) -> bool:
-    v = getattr(clip, modality)
-    if v is None:
-        return False
-    if modality == "gaze":
-        return bool(np.isfinite(v).all(-1).any())  # no valid frame -> missing, not a made-up trajectory
-    return True
+def _has(clip: Clip, name: str) -> bool:
+    """The clip has the modality by its registry entry's presence rule (gaze: at least one valid frame)."""
+    v = clip.get(name)
+    return v is not None and modality.info(name).present(v)
 
 
 def tokenize_clips(clips: Sequence[Clip], tokenizers: dict[str, Tokenizer], batch_size: int = 8) -> list[dict]:
@@ -52,23 +50,23 @@ def tokenize_clips(clips: Sequence[Clip], tokenizers: dict[str, Tokenizer], batc
         groups: dict[tuple, list[int]] = defaultdict(list)  # same-shape clips are encoded together
         for i, c in enumerate(clips):
             if _has(c, m):
-                groups[getattr(c, m).shape].append(i)
+                groups[c.get(m).shape].append(i)
         for idxs in groups.values():
             for j in range(0, len(idxs), batch_size):
                 part = idxs[j:j + batch_size]
-                toks = tok.encode(np.stack([getattr(clips[i], m) for i in part]))
+                toks = tok.encode(np.stack([clips[i].get(m) for i in part]))
                 for i, t in zip(part, toks):
                     rows[i][f"tok_{m}"] = t
     return rows
 
 
-def clip_columns(modalities: Sequence[str]) -> list[str]:
-    """The clips-table columns that tokenizing ``modalities`` reads (the big payloads only when needed)."""
-    from ..clips import CLIPS_SCHEMA
+def clip_columns(modalities: Sequence[str], available: Sequence[str] | None = None) -> list[str]:
+    """The clips-table columns that tokenizing ``modalities`` reads (the big payloads only when needed), of those
+    ``available`` in the table (a table older than a registered modality lacks its columns)."""
+    from ..clips import clips_schema, modality_columns
 
-    skip = {"rgb": ["rgb_mp4"], "depth": ["depth_f16"], "gaze": ["gaze", "gaze_valid"], "cam": ["cam"]}
-    drop = {c for m, cols in skip.items() if m not in modalities for c in cols}
-    return [n for n in CLIPS_SCHEMA.names if n not in drop]
+    drop = set(modality_columns([m for m in modality.names() if m not in modalities]))
+    return [n for n in clips_schema().names if n not in drop and (available is None or n in available)]
 
 
 class TokenizeStage(Stage):
@@ -102,8 +100,8 @@ class TokenizeStage(Stage):
         rows = batch.to_pylist()
         if self.todo is not None:
             rows = [r for r in rows if r["clip_id"] in self.todo]
-        clips = [row_to_clip(r, decode_rgb="rgb" in self.tokenizers, decode_depth_="depth" in self.tokenizers)
-                 for r in rows]
+        skip = [m for m in modality.names() if m not in self.tokenizers]
+        clips = [row_to_clip(r, skip=skip) for r in rows]
         return rows_to_table(tokenize_clips(clips, self.tokenizers, self.batch_size), self.registry, self.source)
 
 
@@ -172,7 +170,7 @@ class TokenizeRun:
         self.load()
         self.log(f"tokenizers ({self.registry.config} registry): " +
                  ", ".join(f"{m}={t.identity['kind']}:{t.identity['sha256'][:12]}" for m, t in self.tokenizers.items()))
-        missing = [m for m in MODALITIES if m not in self.tokenizers]
+        missing = [m for m in self.registry.names if m not in self.tokenizers]
         if missing:
             self.log(f"no tokenizer for {missing}: those columns stay null")
         if not cfg.clips:
@@ -252,7 +250,10 @@ class TokenizeRun:
                  f"{cfg.out}, {len(todo)} to tokenize")
         if not todo:
             return res
-        source = LanceSource(clips_path, res.clips_version, clip_columns(list(self.tokenizers)), frags,
+        from ..clips import open_clips
+
+        available = open_clips(clips_path, res.clips_version, cfg.options(clips_path)).schema.names
+        source = LanceSource(clips_path, res.clips_version, clip_columns(list(self.tokenizers), available), frags,
                              cfg.options(clips_path), batch_rows=cfg.batch_size)
         bar = tqdm(total=len(todo), desc=f"tokenize {os.path.basename(clips_path.rstrip('/'))}", mininterval=2.0)
         done = 0

@@ -24,8 +24,9 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from ..geometry import c2w_to_pose9d
+from .. import modality as registry_info
 from ..modalities import Registry, get_registry
+from ..modality.cam import norm_stats as cam_norm_stats  # noqa: F401  (its home is the cam entry)
 from ..schedule import lr_at
 from ..video import token_frame_indices
 from . import SequenceTokenizer, TokenizerError, VideoTokenizer, prepare_video, save_tokenizer
@@ -100,12 +101,11 @@ def load_sequence_data(paths, modality: str, max_clips: int | None = None) -> Se
 
     ids, splits, xs = [], [], []
     for p in paths:
-        for c in read_clips(p, decode_rgb=False, decode_depth=False):
-            v = getattr(c, modality)
-            if v is None:
-                continue
-            if modality == "gaze" and not np.isfinite(v).all(-1).any():
-                continue  # a clip with no valid gaze frame teaches nothing
+        info = registry_info.info(modality)
+        for c in read_clips(p, skip=[m for m in registry_info.names() if m != modality]):
+            v = c.get(modality)
+            if v is None or not info.present(v):
+                continue  # e.g. a clip with no valid gaze frame teaches nothing
             ids.append(c.clip_id)
             splits.append(c.split)
             xs.append(v)
@@ -137,28 +137,18 @@ def split_eval(splits: list[str], fraction: float, seed: int = 0) -> tuple[np.nd
 def augment_sequences(modality: str, x: np.ndarray) -> np.ndarray:
     """Training clips [N, 60, ...] -> [4N, ...]: as given, mirrored left-right, reversed in time, and both.
 
-    All four are clips the same world could produce: gaze x -> 1 - x; a camera trajectory mirrored
-    through its first frame's y-z plane is S T S with S = diag(-1, 1, 1, 1) (still rotations, gravity
-    kept); reversed in time it is re-expressed relative to its new first frame.
+    All four are clips the same world could produce; the modality's registry entry says how it mirrors
+    (gaze: x -> 1 - x; a camera trajectory through its first frame's y-z plane, S T S with
+    S = diag(-1, 1, 1, 1), rotations and gravity kept) and reverses (a camera trajectory is re-expressed
+    relative to its new first frame). A modality without a mirror is not augmented.
     """
+    info = registry_info.info(modality)
     x = np.asarray(x)
-    if modality == "gaze":
-        mirror = x.copy()
-        mirror[..., 0] = 1.0 - mirror[..., 0]
-    else:
-        S = np.diag([-1.0, 1.0, 1.0, 1.0]).astype(x.dtype)
-        mirror = S @ x @ S
-    both = np.concatenate([x, mirror])
-    rev = both[:, ::-1]
-    if modality == "cam":
-        rev = np.linalg.inv(rev[:, :1]) @ rev
+    if info.mirror is None:
+        return x
+    both = np.concatenate([x, info.mirror(x)])
+    rev = info.reverse(both) if info.reverse is not None else both[:, ::-1]
     return np.ascontiguousarray(np.concatenate([both, rev]).astype(x.dtype))
-
-
-def cam_norm_stats(cam: np.ndarray) -> dict:
-    """Per-channel mean / std of the 9D vectors of training poses [N, 60, 4, 4] (std floored at 1e-3)."""
-    v = c2w_to_pose9d(cam.astype(np.float64)).reshape(-1, 9)
-    return {"mean": v.mean(0).astype(np.float32).tolist(), "std": np.maximum(v.std(0), 1e-3).astype(np.float32).tolist()}
 
 
 # --- evaluation ------------------------------------------------------------------------------------
@@ -236,18 +226,7 @@ def plot_sequence(path, modality: str, gt: np.ndarray, rec: np.ndarray, k: int =
     fig, axes = plt.subplots(1, k, figsize=(4 * k, 3.6), squeeze=False)
     for i in range(k):
         ax = axes[0, i]
-        if modality == "gaze":
-            for c, name in enumerate("xy"):
-                ax.plot(gt[i, :, c], "-", label=f"{name} truth")
-                ax.plot(rec[i, :, c], "--", label=f"{name} recon")
-            ax.set_xlabel("frame")
-            ax.set_ylabel("normalised gaze")
-        else:
-            ax.plot(gt[i, :, 0, 3], gt[i, :, 2, 3], "-", label="truth")
-            ax.plot(rec[i, :, 0, 3], rec[i, :, 2, 3], "--", label="reconstruction")
-            ax.set_xlabel("x (m)")
-            ax.set_ylabel("z (m)")
-            ax.axis("equal")
+        (registry_info.info(modality).plot or registry_info.plot_channels)(ax, gt[i], rec[i])
         ax.set_title(f"clip {i}")
         ax.legend(fontsize=7)
     fig.suptitle(f"{modality} tokenizer: truth vs reconstruction")
@@ -282,19 +261,27 @@ def _optimizer(model, cfg: TrainConfig, lr: float):
     return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
 
 
+def sequence_modalities() -> list[str]:
+    """The registered modalities that a sequence VQ-VAE tokenizes."""
+    return [i.name for i in registry_info.MODALITY_INFO.values() if i.tokenizer == "sequence"]
+
+
 def build_sequence_model(modality: str, registry: Registry, cfg: TrainConfig) -> SequenceVQVAE:
     spec = registry[modality]
     kw = dict(VQVAE_PRESETS[cfg.size])
     kw.update(cfg.model)
-    mcfg = VQVAEConfig(in_channels=2 if modality == "gaze" else 9, frames=spec.frames,
+    mcfg = VQVAEConfig(in_channels=spec.channels, frames=spec.frames,
                        codebook_size=spec.vocab_size, **kw)
     return SequenceVQVAE(mcfg)
 
 
 def train_sequence(modality: str, clips: list, out, cfg: TrainConfig | None = None, log=print) -> dict:
-    """Train the gaze or cam VQ-VAE on clips tables; writes ``OUT/<modality>/``; returns the evaluation."""
-    if modality not in ("gaze", "cam"):
-        raise ValueError(f"train_sequence handles gaze or cam, not {modality!r}")
+    """Train a sequence modality's VQ-VAE (gaze, cam, ...) on clips tables; writes ``OUT/<modality>/``; returns the
+    evaluation."""
+    info = registry_info.info(modality)
+    if info.tokenizer != "sequence":
+        raise ValueError(f"train_sequence handles sequence modalities ({', '.join(sequence_modalities())}), "
+                         f"not {modality!r}")
     cfg = cfg or TrainConfig()
     torch.manual_seed(cfg.seed)
     registry = get_registry(cfg.registry)
@@ -304,7 +291,7 @@ def train_sequence(modality: str, clips: list, out, cfg: TrainConfig | None = No
     log(f"{modality}: {len(data.ids)} clips from {len(clips)} table(s); training on {len(tr)}, evaluating on {ev_desc}")
     model = build_sequence_model(modality, registry, cfg).to(dev)
     x_train = augment_sequences(modality, data.x[tr]) if cfg.augment else data.x[tr]  # 4x: mirrored, reversed
-    norm = cam_norm_stats(x_train) if modality == "cam" else None
+    norm = info.norm_stats(x_train) if info.norm_stats is not None else None
     ident = {"kind": "vqvae", "sha256": "training"}
     tok = SequenceTokenizer(modality, model, registry, ident, norm=norm, device=str(dev))
     inp, mask = tok.prepare(x_train)

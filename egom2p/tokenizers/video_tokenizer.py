@@ -1,4 +1,4 @@
-"""The rgb and depth tokenizer (a causal FSQ video model or Cosmos behind
+"""The video tokenizer (rgb, depth) (a causal FSQ video model or Cosmos behind
 :class:`~egom2p.tokenizers.base.Tokenizer`) and its preprocessing (:func:`prepare_video`)."""
 
 from __future__ import annotations
@@ -7,12 +7,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import modality
 from ..modalities import ModalitySpec, Registry
 from ..video import pad_causal, token_frame_indices
 from .base import Tokenizer, TokenizerError, resolve_device
 
 
-def prepare_video(x, modality: str, spec: ModalitySpec, frame_idx=None) -> torch.Tensor:
+def prepare_video(x, name: str, spec: ModalitySpec, frame_idx=None) -> torch.Tensor:
     """Standard clip rgb uint8 [B,60,H,W,3] or depth [B,60,H,W] -> B x 3 x 17 x S x S float in [-1, 1].
 
     Takes the 16 token frames (:func:`egom2p.video.token_frame_indices`), resizes to the registry's
@@ -21,16 +22,11 @@ def prepare_video(x, modality: str, spec: ModalitySpec, frame_idx=None) -> torch
     x = np.asarray(x)
     frame_idx = token_frame_indices() if frame_idx is None else frame_idx
     S = spec.image_size
-    if modality == "rgb":
-        if x.ndim != 5 or x.shape[-1] != 3 or x.dtype != np.uint8:
-            raise TokenizerError(f"rgb tokenizer needs uint8 [B,60,H,W,3], got {x.dtype} {x.shape}")
-        v = torch.from_numpy(np.ascontiguousarray(x[:, frame_idx])).float().div(127.5).sub(1)
-        v = v.permute(0, 4, 1, 2, 3)  # [B, 3, 16, H, W]
-    else:
-        if x.ndim != 4:
-            raise TokenizerError(f"depth tokenizer needs float32 [B,60,H,W], got {x.shape}")
-        d = np.nan_to_num(np.asarray(x[:, frame_idx], np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-        v = torch.from_numpy(np.clip(d, 0, 1)).mul(2).sub(1)[:, None].expand(-1, 3, -1, -1, -1)
+    try:  # the modality's registry entry maps its token frames to 3 channels in [-1, 1]
+        arr, _ = modality.info(name).prepare(x[:, frame_idx] if x.ndim >= 2 else x, None)
+    except modality.ModalityError as e:
+        raise TokenizerError(str(e)) from e
+    v = torch.from_numpy(np.ascontiguousarray(arr))  # [B, 3, 16, H, W]
     b, c, t, h, w = v.shape
     if (h, w) != (S, S):
         flat = v.reshape(b, c * t, h, w)
@@ -46,10 +42,11 @@ def prepare_video(x, modality: str, spec: ModalitySpec, frame_idx=None) -> torch
 class VideoTokenizer(Tokenizer):
     """rgb / depth through a causal video backend with ``encode_indices`` / ``decode_indices``."""
 
-    def __init__(self, modality: str, backend, registry: Registry, identity: dict, device: str | None = "cpu"):
-        if modality not in ("rgb", "depth"):
-            raise TokenizerError(f"a video tokenizer handles rgb or depth, not {modality!r}")
-        self.modality, self.registry, self.spec = modality, registry, registry[modality]
+    def __init__(self, modality_name: str, backend, registry: Registry, identity: dict, device: str | None = "cpu"):
+        self.info = modality.info(modality_name)
+        if self.info.tokenizer != "video":
+            raise TokenizerError(f"a video tokenizer handles a video modality (rgb, depth), not {modality_name!r}")
+        self.modality, self.registry, self.spec = modality_name, registry, registry[modality_name]
         self.backend = backend
         self.identity = identity
         self.device = resolve_device(device)
@@ -80,6 +77,4 @@ class VideoTokenizer(Tokenizer):
     def decode(self, tokens) -> np.ndarray:
         idx = torch.as_tensor(np.asarray(tokens), dtype=torch.long).reshape(-1, *self.spec.token_grid).to(self.device)
         video = self.backend.decode_indices(idx)[:, :, : self.spec.frames].float().cpu()  # [B, 3, 16, S, S]
-        if self.modality == "rgb":
-            return ((video.permute(0, 2, 3, 4, 1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
-        return ((video.mean(1) + 1) / 2).clamp(0, 1).numpy().astype(np.float32)
+        return self.info.postprocess(video.numpy(), None)
