@@ -4,12 +4,31 @@ Curation: clips/s per core of the real curation path (split -> annotate -> stand
 insert into a Lance clips table, the stages on the runner's local executor: one process, one core)
 against a bare FFmpeg decode + H.264 encode of the same clips. Target: >= 0.8x the bare FFmpeg rate.
 The headline compares like with like: RGB, camera and gaze (depth annotator ``none``) against
-FFmpeg's RGB decode + encode. A second line adds the depth stages (``render`` annotation,
+FFmpeg's RGB decode + encode. A later line adds the depth stages (``render`` annotation,
 inverse-depth normalisation, float16 + Blosc-zstd compression), work the FFmpeg baseline does not do.
 Both sides run on one core: decord and x264 with one thread here; the baseline is FFmpeg's own codecs
 driven through PyAV in this process (one decoder and one x264 thread; decoded yuv420p frames go
-straight back into the encoder, no RGB conversion, as ``ffmpeg -i in.mp4 -vf select=... -c:v libx264
-out.mp4`` did before the project stopped needing the ffmpeg executable).
+straight back into the encoder, no RGB conversion).
+
+Two baselines, both printed:
+
+* per window (the target's): each clip decoded from the start of its source up to its last frame
+  and encoded, as one ``ffmpeg -i in.mp4 -vf select=... -c:v libx264 out.mp4`` per clip would (the
+  rendered mp4 is one GOP, so a seeking decoder decodes the same frames);
+* decoding each sequence once, feeding every window's encoder (``ffmpeg`` with ``split`` and
+  ``trim`` into one output per window): the least decoding these clips need. With the bench's
+  stride of 20 frames the windows overlap, and the curation decodes a frame shared by the windows
+  of one work chunk once (:func:`egom2p.video.reading_windows`), so the per-window baseline decodes
+  ~2x the frames the curation does; this line is the strictest comparison.
+
+Like the ffmpeg CLI, the baselines clear each decoded frame's picture type before encoding it (the
+CLI sets ``pict_type = NONE`` unless a keyframe is forced; libx264 takes a typed frame as a forced
+type and skips its own I/P/B decisions) and stamp the frames 0, 1, 2, ... in the encoder's 1/30 s
+time base. Until 2026-12 the baseline did neither: it passed the source's P types through, and it
+set ``pts = i - s`` while the decoded frame was still in the stream's 1/15360 s time base, which
+PyAV then rescaled to 0 for every frame (60 frames at one instant: x264's rate control spent about
+half the bits, 85 KB clips instead of 158 KB). It thereby encoded something easier than the clips
+the curation makes: 89 instead of 106 CPU ms per clip, measured side by side.
 
 Tokenization: clips/s per core of ``egom2p tokenize``'s path on the same runner (read the clips
 table, decode, tokenize with tiny untrained tokenizers, insert into a token DB), against a plain loop
@@ -89,38 +108,65 @@ def tokenize_rates(table: str, tmp: Path) -> tuple[float, float, int]:
     return rate, pure, res.added
 
 
-def bare_ffmpeg_clips(raw: Path, stride: int) -> tuple[int, float]:
-    """Decode frames [s, s + 60) of each window and re-encode them as H.264 in memory: FFmpeg only (PyAV)."""
+def _h264_out(width: int, height: int):
+    """An in-memory mp4 with one x264 stream as the curation writes it (veryfast, CRF 18, one thread)."""
     import io
     from fractions import Fraction
 
     import av
 
+    dst = av.open(io.BytesIO(), mode="w", format="mp4")
+    enc = dst.add_stream("libx264", rate=30)
+    enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
+    enc.codec_context.options = {"preset": "veryfast", "crf": "18"}
+    enc.codec_context.thread_count = 1
+    enc.codec_context.time_base = Fraction(1, 30)
+    return dst, enc
+
+
+def bare_ffmpeg_clips(raw: Path, stride: int, once: bool = False) -> tuple[int, float]:
+    """Decode frames [s, s + 60) of each window and re-encode them as H.264 in memory: FFmpeg only (PyAV).
+
+    Per window (default): one decode of the source up to the window's end per clip, as one
+    ``ffmpeg -i in.mp4 -vf select=... -c:v libx264`` per clip would (the renderer's mp4 is a single
+    GOP, so a seeking decoder decodes the same frames). ``once``: one decode of each sequence
+    feeding the encoders of every window that holds the frame (``ffmpeg`` with ``split`` + ``trim``
+    into one output per window): the least decoding these clips need, since overlapping windows
+    (stride < 60) share frames and the curation decodes a shared frame once too
+    (:func:`egom2p.video.reading_windows`).
+    """
+    from fractions import Fraction
+
+    import av
+    from av.video.frame import PictureType
+
     adapter = get_adapter("egogen")
-    jobs = []
+    seqs = []
     for ref in stages.discover(adapter, raw):
         seq = adapter.load(ref)
-        for s in stages.clip_starts(seq.num_frames, 60, stride):
-            jobs.append((Path(ref.path) / "rgb.mp4", s))
+        seqs.append((Path(ref.path) / "rgb.mp4", stages.clip_starts(seq.num_frames, 60, stride)))
+    jobs = [(path, [s]) for path, starts in seqs for s in starts] if not once else seqs
     t0 = time.perf_counter()
-    for path, s in jobs:
-        out = io.BytesIO()
-        with av.open(str(path)) as src, av.open(out, mode="w", format="mp4") as dst:
+    for path, starts in jobs:
+        with av.open(str(path)) as src:
             vin = src.streams.video[0]
             vin.codec_context.thread_count = 1
-            enc = dst.add_stream("libx264", rate=30)
-            enc.width, enc.height, enc.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
-            enc.codec_context.options = {"preset": "veryfast", "crf": "18"}
-            enc.codec_context.thread_count = 1
-            enc.codec_context.time_base = Fraction(1, 30)
+            size = vin.codec_context.width, vin.codec_context.height
+            todo, running = list(starts), {}
             for i, frame in enumerate(src.decode(vin)):  # select by frame number, as the curation does
-                if i >= s + 60:
-                    break
-                if i >= s:
-                    frame.pts = i - s  # the encoder time base is 1/30 s
+                if todo and i == todo[0]:
+                    running[todo.pop(0)] = _h264_out(*size)
+                frame.pict_type = PictureType.NONE  # as the ffmpeg CLI does: x264 picks frame types
+                for s, (dst, enc) in list(running.items()):
+                    frame.time_base, frame.pts = Fraction(1, 30), i - s  # frame i - s of the clip at 30 FPS
                     dst.mux(enc.encode(frame))
-            dst.mux(enc.encode())
-    return len(jobs), time.perf_counter() - t0
+                    if i == s + 59:
+                        dst.mux(enc.encode())
+                        dst.close()
+                        del running[s]
+                if not todo and not running:
+                    break
+    return sum(len(starts) for _, starts in jobs), time.perf_counter() - t0
 
 
 def main() -> int:
@@ -140,21 +186,26 @@ def main() -> int:
                             "--sequences", "1", "--seconds", "6", "--size", "256", "--seed", "0", "--threads", "0"],
                            check=True, capture_output=True)
             print(f"rendered 1 egogen sequence of 6 s at 256x256 in {time.perf_counter() - t:.1f} s")
-        ours, full, base = [], [], []
+        ours, full, base, once = [], [], [], []
         for r in range(args.repeat):  # interleaved, so load changes hit both sides alike
             n, dt, _ = curate_clips(raw, args.stride, args.size, "none", tmp / f"none{r}")
             ours.append(n / dt)
             m, dt2 = bare_ffmpeg_clips(raw, args.stride)
             base.append(m / dt2)
+            m, dt2 = bare_ffmpeg_clips(raw, args.stride, once=True)
+            once.append(m / dt2)
             n, dt3, table = curate_clips(raw, args.stride, args.size, "render", tmp / f"render{r}")
             full.append(n / dt3)
-        r_ours, r_full, r_base = max(ours), max(full), max(base)
+        r_ours, r_full, r_base, r_once = max(ours), max(full), max(base), max(once)
         print(f"clips: {n} (2 s, 60 frames each, stride {args.stride}) at {args.size}x{args.size}, one core each, "
               f"best of {args.repeat}")
         print(f"curation split + annotate + standardize (rgb, cam, gaze) + encode + write: {r_ours:.2f} clips/s per core")
-        print(f"bare FFmpeg (PyAV) decode + H.264 encode (baseline):                       {r_base:.2f} clips/s per core")
+        print(f"bare FFmpeg (PyAV) decode + H.264 encode, per window (baseline):          {r_base:.2f} clips/s per core")
         print(f"ratio curation / FFmpeg: {r_ours / r_base:.2f}x (target >= 0.80x): "
               f"{'met' if r_ours / r_base >= 0.8 else 'NOT met'}")
+        print(f"bare FFmpeg decoding each sequence once, encoding every window:           {r_once:.2f} clips/s per core; "
+              f"ratio curation / it {r_ours / r_once:.2f}x ({'met' if r_ours / r_once >= 0.8 else 'NOT met'} "
+              f"against this stricter baseline)")
         print(f"with render depth (annotate + inverse depth + compress): {r_full:.2f} clips/s per core, "
               f"{r_full / r_base:.2f}x FFmpeg")
         rate, pure, m = tokenize_rates(table, tmp)

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import io
 import os
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,6 +182,9 @@ def _decord_probe(path: str, what: str) -> VideoInfo:
 
 
 def _decord_decode(path: str, what: str, indices=None, times: bool = False):
+    cursors = getattr(_WINDOWS, "cursors", None)
+    if cursors is not None and indices is not None and not times and np.size(indices):
+        return _decord_window(cursors, path, what, np.asarray(indices, dtype=np.int64).reshape(-1))
     vr = _decord_reader(path, what)
     n = len(vr)
     idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -191,6 +196,86 @@ def _decord_decode(path: str, what: str, indices=None, times: bool = False):
     except Exception as e:
         raise VideoError(f"{what}: decoding frames failed ({_first_line(e)})") from e
     return np.ascontiguousarray(frames, dtype=np.uint8)
+
+
+# --- windows of one file in a row: one reader, each frame decoded once ----------------------------------
+
+_WINDOWS = threading.local()
+
+
+@contextmanager
+def reading_windows(keep: bool = False):
+    """Within the block, :func:`decode` of a video *file* (decord) reuses what it did for the last call.
+
+    Curation reads a sequence's windows one after the other, in increasing order and often
+    overlapping (stride < 60). Without this block each call opens a new reader, seeks back to a
+    keyframe and decodes everything from there; within it, each file keeps one open reader and the
+    frames it returned last: frames asked again are copied from those, and the others continue the
+    reader's decoding where it stopped (decord seeks only when asked for frames behind it). Each
+    frame is then decoded and converted to RGB once. The frames are exactly those of a plain
+    :func:`decode` (decord's seeks are frame-accurate); they come back read-only, since the next
+    call copies from them. Memory: one window of frames per file more than a plain decode.
+
+    ``keep``: the readers and frames of the files this block read stay after it (those of earlier
+    ones go), so that the next ``keep`` block goes on where this one stopped (the next work chunk
+    of the sequence, often in the same worker). That holds at most one window per file of the last
+    block, per thread, between blocks. Without ``keep`` everything is released when the block ends.
+    Per thread; a nested block is part of the outer one.
+    """
+    if getattr(_WINDOWS, "cursors", None) is not None:
+        yield
+        return
+    if keep:
+        cursors = _WINDOWS.kept = getattr(_WINDOWS, "kept", None) or {}
+    else:
+        cursors = {}
+    _WINDOWS.cursors, _WINDOWS.used = cursors, set()
+    used = _WINDOWS.used
+    try:
+        yield
+    finally:
+        _WINDOWS.cursors = _WINDOWS.used = None
+        for path in [p for p in cursors if p not in used]:
+            del cursors[path]
+
+
+@dataclass
+class _Cursor:
+    key: tuple  # (size, mtime): a file rewritten since is another video
+    reader: object
+    rows: dict  # frame index -> row of ``frames``
+    frames: np.ndarray | None = None
+
+
+def _decord_window(cursors: dict, path: str, what: str, idx: np.ndarray) -> np.ndarray:
+    st = os.stat(path)
+    key = (st.st_size, st.st_mtime_ns)
+    cur = cursors.get(path)
+    if cur is None or cur.key != key:
+        cursors.pop(path, None)
+        cur = _Cursor(key, _decord_reader(path, what), {})
+    _check_range(idx, len(cur.reader), what)
+    uniq = np.unique(idx)
+    have = np.array([int(i) in cur.rows for i in uniq], dtype=bool)
+    try:
+        new = cur.reader.get_batch(list(map(int, uniq[~have]))).asnumpy() if not have.all() else None
+    except Exception as e:
+        cursors.pop(path, None)  # a reader that failed is not trusted again
+        raise VideoError(f"{what}: decoding frames failed ({_first_line(e)})") from e
+    shape = (new if new is not None else cur.frames).shape[1:]
+    block = np.empty((len(uniq), *shape), np.uint8)
+    if have.any():
+        block[have] = cur.frames[[cur.rows[int(i)] for i in uniq[have]]]
+    if new is not None:
+        block[~have] = new
+    block.flags.writeable = False
+    cursors[path] = _Cursor(key, cur.reader, {int(i): r for r, i in enumerate(uniq)}, block)
+    _WINDOWS.used.add(path)
+    if len(idx) == len(uniq) and (idx == uniq).all():
+        return block
+    out = block[np.searchsorted(uniq, idx)]
+    out.flags.writeable = False
+    return out
 
 
 def _read(source, decord_fn, av_fn, *args):
@@ -295,8 +380,8 @@ class H264Writer:
         f = np.ascontiguousarray(frame)
         if f.dtype != np.uint8 or f.shape != (self.size[1], self.size[0], 3):
             raise VideoError(f"{self.what}: frames must be uint8 [{self.size[1]},{self.size[0]},3], got {f.dtype} {f.shape}")
-        try:
-            for packet in self._s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+        try:  # the frame wraps the array's memory (no copy); the encoder converts it to yuv420p at once
+            for packet in self._s.encode(av.VideoFrame.from_numpy_buffer(f, format="rgb24")):
                 self._c.mux(packet)
         except av.FFmpegError as e:
             raise VideoError(f"{self.what}: H.264 encoding failed ({_first_line(e)})") from e

@@ -244,3 +244,20 @@ def test_prepare_fails_fast_with_clear_messages(tree, tmp_path, monkeypatch):
 
     with pytest.raises(CurateError, match="has none"):
         CurationRun(config(tree, tmp_path, depth="sensor"), adapter=NoDepth()).prepare()
+
+
+def test_depth_windows_travel_between_stages_in_one_arrow_buffer_without_copies():
+    from egom2p.curate.ops import binary_column, binary_values
+
+    rng = np.random.default_rng(0)
+    a = rng.random((3, 4, 5)).astype(np.float32)
+    b = rng.random((2, 6)).astype(np.float32)
+    col = binary_column([a, None, b, None])
+    assert col.type == pa.large_binary() and col.null_count == 2
+    assert col.to_pylist() == [a.tobytes(), None, b.tobytes(), None]  # what from_pylist of tobytes() made
+    got = binary_values(pa.chunked_array([col.slice(0, 1), col.slice(1)]))  # chunked and sliced, as batches arrive
+    assert got[1] is None and got[3] is None
+    assert np.array_equal(np.frombuffer(got[0], np.float32).reshape(a.shape), a)
+    assert np.array_equal(np.frombuffer(got[2], np.float32).reshape(b.shape), b)
+    assert not got[2].flags.owndata  # a view of the column's memory, not a copy
+    assert binary_values(pa.array([b"xy", None], pa.binary()))[0].tobytes() == b"xy"  # 32-bit offsets too

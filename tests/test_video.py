@@ -111,3 +111,47 @@ def test_encoding_and_decoding_run_in_process(tmp_path, monkeypatch):
         video.H264Writer(None, 63, 48)
     with pytest.raises(video.VideoError, match=r"frames must be uint8 \[48,64,3\]"):
         video.H264Writer(None, 64, 48).write(np.zeros((48, 64), np.uint8))
+
+
+def test_reading_windows_decodes_the_same_frames_as_plain_decode(tmp_path):
+    path = tmp_path / "seq.mp4"
+    video.encode_h264(moving_pattern(90, 48, 64), fps=30, path=path)
+    asks = [np.arange(s, s + 30) for s in (0, 10, 20, 50, 60)]  # overlapping windows in order
+    asks += [np.arange(5, 35), np.array([40, 3, 3, 89, 40]), np.arange(60, 90)]  # behind, unsorted + repeats
+    plain = [video.decode(path, a) for a in asks]
+    with video.reading_windows():
+        got = [video.decode(path, a) for a in asks]
+        with pytest.raises(video.VideoError, match=r"seq.mp4: frame index out of range \[0, 90\)"):
+            video.decode(path, [88, 90])
+        assert np.array_equal(video.decode(path, [7]), plain[0][[7]])  # the reader survives a refused ask
+        with pytest.raises(ValueError, match="read-only"):
+            got[-1][0, 0, 0, 0] = 1  # the next ask copies from these frames: they cannot be changed
+        # a file rewritten within the block is a new video, not the frames kept from the old one
+        video.encode_h264(moving_pattern(90, 48, 64, seed=1), fps=30, path=path)
+        rewritten = video.decode(path, np.arange(60, 90))
+    for a, p, g in zip(asks, plain, got):
+        assert g.shape == (len(a), 48, 64, 3) and np.array_equal(g, p), a
+    assert np.array_equal(rewritten, video.decode(path, np.arange(60, 90)))
+    assert not np.array_equal(rewritten, plain[-1])
+    assert video._WINDOWS.cursors is None  # the block released its readers and frames
+
+
+def test_reading_windows_can_keep_a_reader_for_the_next_block(tmp_path):
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    video.encode_h264(moving_pattern(60, 32, 64), fps=30, path=a)
+    video.encode_h264(moving_pattern(60, 32, 64, seed=2), fps=30, path=b)
+    with video.reading_windows(keep=True):
+        first = video.decode(a, np.arange(0, 30))
+    assert list(video._WINDOWS.kept) == [str(a)]  # the reader and frames of a stay for the next block
+    with video.reading_windows(keep=True):
+        second = video.decode(a, np.arange(20, 50))  # frames 20..29 come from the kept ones
+        other = video.decode(b, np.arange(0, 10))
+    assert np.array_equal(first, video.decode(a, np.arange(0, 30)))
+    assert np.array_equal(second, video.decode(a, np.arange(20, 50)))
+    assert np.array_equal(other, video.decode(b, np.arange(0, 10)))
+    with video.reading_windows(keep=True):
+        video.decode(b, np.arange(10, 20))
+    assert list(video._WINDOWS.kept) == [str(b)]  # a file the last block did not read is let go
+    with video.reading_windows(keep=True):
+        pass
+    assert video._WINDOWS.kept == {}

@@ -31,7 +31,7 @@ class RenderDepth(Annotator):
         d = read_window_depth(seq, start, length, "rendered depth")
         if d is None:
             return None
-        d = np.where(np.isfinite(d) & (d > 0), d, 0.0).astype(np.float32)
+        d = np.where(np.isfinite(d) & (d > 0), d, 0.0).astype(np.float32, copy=False)
         if self.config.max_depth > 0:
             d[d > self.config.max_depth] = 0.0
         return DepthAnnotation(values=d, kind="metric", source="render")

@@ -9,7 +9,10 @@ Thin wrappers around the pure functions of :mod:`egom2p.curate.stages`, mapped b
   work chunk ``{ref, starts}`` -> one row per window with its depth at source resolution (raw
   float32 bytes and shape, or null) or a quarantine record.
 * :class:`StandardizeStage` (tasks): windows -> clips-table rows (standardize, then encode: H.264
-  RGB, compressed depth) or quarantine records. Standardize and encode share a stage because the
+  RGB, compressed depth) or quarantine records; a sequence's windows are read in
+  :func:`egom2p.video.reading_windows` blocks that keep the last sequence's reader and frames from
+  one chunk to the next (at most one window of frames per worker thread between chunks), so
+  overlapping windows decode each frame once. Standardize and encode share a stage because the
   standard clip's raw frames would otherwise be copied between workers only to be compressed.
 * :class:`WriteClipsStage` (tasks, ``write_batch`` rows per call): inserts the clips into the
   clips table (created by the driver before the run) from the worker (exactly once per clip id, :mod:`egom2p.tables`) and returns one
@@ -29,6 +32,7 @@ from ..annotators.base import Annotator
 from ..clips import clips_schema, insert_table
 from ..runner import Resources, Stage, worker_id
 from ..standardize import DepthAnnotation
+from ..video import reading_windows
 from .quarantine import QuarantineRecord
 from .stages import WorkChunk, row_modalities, annotate_chunk, ref_from_json, split, standardize_chunk
 
@@ -110,23 +114,68 @@ class AnnotateStage(Stage):
                 continue
             for start, cid in zip(chunk.starts, chunk.clip_ids):
                 d = depths.get(start)
-                rows.append({"ref": item["ref"], "start": start, "clip_id": cid, "record": None, **depth_to_row(d)})
-        return pa.Table.from_pylist(rows, schema=WINDOWS_SCHEMA)
+                rows.append({"ref": item["ref"], "start": start, "clip_id": cid, "record": None, **_depth_fields(d)})
+        values = [r.pop("depth", None) for r in rows]  # the large arrays go into the column with one copy
+        table = pa.Table.from_pylist(rows, schema=WINDOWS_SCHEMA.remove(WINDOWS_SCHEMA.get_field_index("depth")))
+        return table.append_column(WINDOWS_SCHEMA.field("depth"), binary_column(values))
 
 
-def depth_to_row(d: DepthAnnotation | None) -> dict:
-    """The depth columns of a WINDOWS_SCHEMA row (how an annotation travels from annotate to standardize);
-    the raw-valid mask of cleaned depth is bit-packed."""
+def _depth_fields(d: DepthAnnotation | None) -> dict:
+    """The depth columns of a WINDOWS_SCHEMA row, the depth as a C-contiguous float32 array."""
     if d is None:
         return {"depth": None, "depth_shape": None, "depth_kind": None, "depth_source": None, "depth_raw_valid": None}
-    return {"depth": np.ascontiguousarray(d.values, np.float32).tobytes(), "depth_shape": list(d.values.shape),
+    return {"depth": np.ascontiguousarray(d.values, np.float32), "depth_shape": list(d.values.shape),
             "depth_kind": d.kind, "depth_source": d.source,
             "depth_raw_valid": None if d.raw_valid is None else
             np.packbits(np.asarray(d.raw_valid, dtype=bool).ravel()).tobytes()}
 
 
+def depth_to_row(d: DepthAnnotation | None) -> dict:
+    """The depth columns of a WINDOWS_SCHEMA row (how an annotation travels from annotate to standardize):
+    float32 depth as raw bytes; the raw-valid mask of cleaned depth is bit-packed."""
+    row = _depth_fields(d)
+    return {**row, "depth": None if d is None else row["depth"].tobytes()}
+
+
+def binary_column(values: list[np.ndarray | None]) -> pa.Array:
+    """A ``large_binary`` column of the arrays' bytes (null for None), copying each array once.
+
+    ``pa.Table.from_pylist`` of ``ndarray.tobytes()`` copies each depth window (60 x H x W float32)
+    twice; this builds the column's offsets and data buffers directly.
+    """
+    sizes = [0 if v is None else v.nbytes for v in values]
+    offsets = np.zeros(len(values) + 1, np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    data = np.empty(int(offsets[-1]), np.uint8)
+    for v, o, n in zip(values, offsets, sizes):
+        if v is not None:
+            data[o:o + n] = np.ascontiguousarray(v).reshape(-1).view(np.uint8)
+    nulls = sum(v is None for v in values)
+    validity = pa.array([v is not None for v in values]).buffers()[1] if nulls else None
+    return pa.Array.from_buffers(pa.large_binary(), len(values), [validity, pa.py_buffer(offsets), pa.py_buffer(data)],
+                                 null_count=nulls)
+
+
+def binary_values(column: pa.ChunkedArray | pa.Array) -> list[np.ndarray | None]:
+    """The values of a binary column as read-only uint8 arrays over the column's memory (no copy; None for null)."""
+    out: list[np.ndarray | None] = []
+    for chunk in (column.chunks if isinstance(column, pa.ChunkedArray) else [column]):
+        if not pa.types.is_large_binary(chunk.type):
+            chunk = chunk.cast(pa.large_binary())
+        validity, offsets, data = chunk.buffers()
+        off = np.frombuffer(offsets, np.int64)[chunk.offset:chunk.offset + len(chunk) + 1]
+        valid = chunk.is_valid().to_numpy(zero_copy_only=False) if chunk.null_count else None
+        for i in range(len(chunk)):
+            if valid is not None and not valid[i]:
+                out.append(None)
+            else:
+                out.append(np.frombuffer(data, np.uint8, count=int(off[i + 1] - off[i]), offset=int(off[i])))
+    return out
+
+
 def depth_from_row(row: dict) -> DepthAnnotation | None:
-    """The depth annotation of a WINDOWS_SCHEMA row (:func:`depth_to_row` reversed)."""
+    """The depth annotation of a WINDOWS_SCHEMA row (:func:`depth_to_row` reversed); ``depth`` may be bytes
+    or a uint8 array over the batch's memory (:func:`binary_values`), read without a copy."""
     if row["depth"] is None:
         return None
     shape = row["depth_shape"]
@@ -150,7 +199,9 @@ class StandardizeStage(Stage):
     def process(self, batch: pa.Table) -> pa.Table:
         rows: list[dict] = []
         by_ref: dict[str, list[dict]] = defaultdict(list)
-        for r in batch.to_pylist():
+        depth = binary_values(batch.column("depth"))  # the depth windows without copying them to bytes
+        for r, d in zip(batch.drop_columns(["depth"]).to_pylist(), depth):
+            r["depth"] = d
             if r["record"] is None:
                 by_ref[r["ref"]].append(r)
             else:
@@ -158,8 +209,9 @@ class StandardizeStage(Stage):
         for ref_json, windows in by_ref.items():
             chunk = WorkChunk(ref_from_json(ref_json), [int(w["start"]) for w in windows])
             depths = {int(w["start"]): depth_from_row(w) for w in windows}
-            for item in standardize_chunk(self.adapter, chunk, depths, self.size):
-                rows.append(_qrow(item) if isinstance(item, QuarantineRecord) else {**item, "record": None})
+            with reading_windows(keep=True):  # the windows in order: each source frame decoded once
+                for item in standardize_chunk(self.adapter, chunk, depths, self.size):
+                    rows.append(_qrow(item) if isinstance(item, QuarantineRecord) else {**item, "record": None})
         schema = self.output_schema
         return pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema=schema)
 

@@ -31,7 +31,7 @@ def standardize(seq, frames: np.ndarray, size: int, depth=None) -> dict:
         x = gray_to_rgb(x)
     if x.shape[:3] != (len(frames), seq.height, seq.width):
         raise ModalityError(f"frames have shape {x.shape}, expected ({len(frames)}, {seq.height}, {seq.width}, 3)")
-    return {"rgb": center_crop_resize(x.astype(np.uint8), size)}
+    return {"rgb": center_crop_resize(np.asarray(x, dtype=np.uint8), size)}  # no copy when already uint8
 
 
 def prepare(x, norm=None) -> tuple[np.ndarray, None]:
