@@ -21,8 +21,8 @@ def run(args) -> int:
     return 0
 
 
-WORLD_FIELDS = ("out", "sequences", "seconds", "size", "seed", "jobs", "tokenizer_steps", "video_steps", "train_steps",
-                "eval_limit")
+WORLD_FIELDS = ("out", "sequences", "seconds", "size", "seed", "jobs", "tokenizer_steps", "cam_velocity", "video_steps",
+                "train_steps", "eval_limit")
 
 
 def add_world_arguments(p, d) -> None:
@@ -34,6 +34,8 @@ def add_world_arguments(p, d) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--jobs", type=int, default=d.jobs, help="sequences rendered in parallel")
     p.add_argument("--tokenizer-steps", type=int, default=d.tokenizer_steps, help="gaze/cam tokenizer steps")
+    p.add_argument("--cam-velocity", type=float, default=d.cam_velocity,
+                   help="weight of the camera tokenizer's motion (frame-to-frame) loss")
     p.add_argument("--video-steps", type=int, default=d.video_steps, help="video tokenizer steps")
     p.add_argument("--train-steps", type=int, default=d.train_steps,
                    help="EgoM2P tiny training steps (per point of a learning curve)")
