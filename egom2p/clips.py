@@ -37,7 +37,7 @@ from . import modality, tables
 from .clip import Clip
 from .errors import EgoM2PError
 from .modalities import CLIP_FPS, CLIP_FRAMES, GAZE_VALID_RANGE
-from .modality.depth import decode_depth, decode_mask, encode_depth, encode_mask  # noqa: F401  (their home)
+from .modality.depth import decode_depth  # noqa: F401  (its home is the depth entry)
 
 CLIPS_FORMAT = "egom2p-clips/1"
 _META_FORMAT = b"egom2p.format"
@@ -73,13 +73,18 @@ def clips_schema() -> pa.Schema:
 def optional_columns() -> tuple[str, ...]:
     """Columns a table may lack and still read (as null): added after format 1 was first written, and the
     columns of modalities registered beyond the built-in ones (appends to such tables leave them out)."""
-    return ("depth_raw_valid",) + tuple(n for n in clips_schema().names
-                                        if n not in _BUILTIN_COLUMNS and n not in {f.name for f in _CLIP_FIELDS})
+    later = [f.name for i in modality.MODALITY_INFO.values() for f in i.columns if f.name not in _BUILTIN_COLUMNS]
+    return ("depth_raw_valid", *later)
 
 
 def modality_columns(modalities) -> list[str]:
     """The clips-table columns of ``modalities``."""
     return [f.name for m in modalities for f in modality.info(m).columns]
+
+
+def _skipped(skip, rgb: bool, depth: bool) -> set[str]:
+    """The modalities not to decode: ``skip``, and rgb / depth when their (older) ``decode_*`` flag is False."""
+    return set(skip) | ({"rgb"} if not rgb else set()) | ({"depth"} if not depth else set())
 
 
 #: The schema of the built-in modalities (:func:`clips_schema` includes modalities registered later).
@@ -125,7 +130,7 @@ def row_to_clip(row: dict, decode_rgb: bool = True, decode_depth_: bool = True, 
     """A clips-table row -> a :class:`Clip`; the modalities in ``skip`` (and rgb / depth when their flag is False)
     are not decoded and read as missing."""
     n, h, w = row["num_frames"], row["height"], row["width"]
-    skip = set(skip) | ({"rgb"} if not decode_rgb else set()) | ({"depth"} if not decode_depth_ else set())
+    skip = _skipped(skip, decode_rgb, decode_depth_)
     clip = Clip(
         dataset=row["dataset"],
         sequence=row["sequence"],
@@ -298,7 +303,7 @@ def read_clips(path, dataset: str | None = None, ids: Iterable[str] | None = Non
 
     The modalities in ``skip`` (and rgb / depth when their flag is False) are neither read nor decoded."""
     ds = open_clips(path, version=version, options=options)
-    skip = set(skip) | ({"rgb"} if not decode_rgb else set()) | ({"depth"} if not decode_depth else set())
+    skip = _skipped(skip, decode_rgb, decode_depth)
     dropped = set(modality_columns(skip))
     columns = [f.name for f in clips_schema() if f.name in ds.schema.names and f.name not in dropped]
     try:

@@ -137,15 +137,16 @@ def _overrides_of(cls: type, name: str) -> type:
 def tokenizer_schema(kind: str) -> type:
     """The typed config of ``egom2p tokenizer train KIND`` (kind: a sequence modality such as gaze or cam, or video)."""
     from .tokenizers.fsq import FSQVideoConfig
-    from .tokenizers.train import TrainConfig, sequence_modalities
+    from .modality import names
+    from .tokenizers.train import TrainConfig
     from .tokenizers.vqvae import VQVAEConfig
 
     if kind == "video":
         model_cls, batch = _overrides_of(FSQVideoConfig, "FSQVideoOverrides"), 4
-    elif kind in sequence_modalities():
+    elif kind in names("sequence"):
         model_cls, batch = _overrides_of(VQVAEConfig, "VQVAEOverrides"), 16
     else:
-        raise ConfigError(f"unknown tokenizer kind {kind!r} ({', '.join(sequence_modalities())} or video)")
+        raise ConfigError(f"unknown tokenizer kind {kind!r} ({', '.join(names('sequence'))} or video)")
     return dataclasses.make_dataclass(
         f"TokenizerTrainConfig_{kind}",
         [("batch_size", int, field(default=batch)), ("model", model_cls, field(default_factory=model_cls))],

@@ -32,6 +32,7 @@ import numpy as np
 
 from .metrics import DEFAULT_ALIGNMENT
 from .modality import MODALITY_INFO
+from .modality import names as modality_names
 from .tasks.inputs import clip_inputs
 from .tasks.runner import TaskRunner, Timing
 from .tasks.spec import ScoreContext, TaskInputError, TaskSpec
@@ -166,7 +167,7 @@ def training_clips(spec: TaskSpec, tables=(), checkpoint: dict | None = None,
             k += len(ids)
             if want:
                 # the video payloads only when a baseline needs them (sequences are cheap)
-                skip = [m for m, i in MODALITY_INFO.items() if m not in need and i.tokenizer == "video"]
+                skip = [m for m in modality_names("video") if m not in need]
                 clips += sorted(read_clips(t, ids=want, skip=skip), key=lambda c: c.clip_id)
         tnames = ", ".join(Path(t).name for t in rows if rows[t])
         return clips, f"{len(clips)} train-split clips of {source} ({tnames})"

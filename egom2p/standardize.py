@@ -22,9 +22,7 @@ from . import modality
 from .adapters.base import RawSequence, SourceError
 from .clip import Clip
 from .modalities import CLIP_FRAMES, STANDARD_IMAGE_SIZE
-from .modality.depth import (DEPTH_KINDS, DepthAnnotation, normalize_inverse_depth, resize_masked,  # noqa: F401
-                             standardize_depth, standardize_raw_valid)
-from .modality.gaze import standardize_gaze  # noqa: F401  (its home is the gaze entry)
+from .modality.depth import DepthAnnotation
 
 
 def clip_starts(num_frames: int, length: int = CLIP_FRAMES, stride: int = CLIP_FRAMES) -> list[int]:

@@ -47,7 +47,8 @@ def run_train(args) -> int:
     from dataclasses import asdict
 
     from ..config import ConfigError, tokenizer_config
-    from ..tokenizers.train import train_sequence, train_video, video_modalities
+    from ..modality import names
+    from ..tokenizers.train import train_sequence, train_video
 
     def fail(msg: str) -> int:
         print(f"egom2p tokenizer train: error: {msg}", file=sys.stderr)
@@ -72,7 +73,7 @@ def run_train(args) -> int:
     if args.which == "video":
         metrics = train_video(clips, out, cfg)
         print("\nevaluation (video tokenizer):")
-        for m in video_modalities():
+        for m in names("video"):
             if m in metrics:
                 print(f"  {m}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics[m].items()))
             print(f"  checkpoint: {metrics[f'{m}_checkpoint']}")

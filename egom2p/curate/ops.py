@@ -34,7 +34,7 @@ from ..runner import Resources, Stage, worker_id
 from ..standardize import DepthAnnotation
 from ..video import reading_windows
 from .quarantine import QuarantineRecord
-from .stages import WorkChunk, row_modalities, annotate_chunk, ref_from_json, split, standardize_chunk
+from .stages import WorkChunk, annotate_chunk, ref_from_json, row_modalities, split, standardize_chunk
 
 SEQUENCES_SCHEMA = pa.schema([("ref", pa.string()), ("done", pa.list_(pa.string()))])
 PLAN_SCHEMA = pa.schema([("ref", pa.string()), ("num_frames", pa.int64()), ("windows", pa.int64()),
@@ -53,6 +53,8 @@ STATUS_SCHEMA = pa.schema([("clip_id", pa.string()), ("status", pa.string()), ("
 def encoded_schema() -> pa.Schema:
     """Encoded clips-table rows (of the modalities registered now) or their quarantine record."""
     return pa.schema([f.with_nullable(True) for f in clips_schema()] + [pa.field("record", pa.string())])
+
+
 WRITTEN, PRESENT, QUARANTINED = "written", "present", "quarantined"
 
 

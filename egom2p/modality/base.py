@@ -137,8 +137,9 @@ def info(name: str) -> ModalityInfo:
     return MODALITY_INFO[name]
 
 
-def names() -> tuple[str, ...]:
-    return tuple(MODALITY_INFO)
+def names(tokenizer: str | None = None) -> tuple[str, ...]:
+    """The registered modalities in registry order (only those of one tokenizer family when given)."""
+    return tuple(n for n, i in MODALITY_INFO.items() if tokenizer is None or i.tokenizer == tokenizer)
 
 
 # --- building blocks of sequence modalities: float32 [60, *frame] arrays stored as fixed-size float lists ---

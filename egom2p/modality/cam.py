@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow as pa
 
 from .. import geometry as geo
-from ..modalities import CAM_DIM, CLIP_FRAMES
-from .base import ModalityError, ModalityInfo, float_sequence_codec
+from ..modalities import CLIP_FRAMES
+from .base import ModalityError, ModalityInfo, float_sequence_codec, standard_norm_stats
 
 
 def check(c: np.ndarray, clip) -> str | None:
@@ -40,8 +40,7 @@ def standardize(seq, frames: np.ndarray, size: int, depth=None) -> dict:
 
 def norm_stats(cam: np.ndarray) -> dict:
     """Per-channel mean / std of the 9D vectors of training poses [N, 60, 4, 4] (std floored at 1e-3)."""
-    v = geo.c2w_to_pose9d(np.asarray(cam, np.float64)).reshape(-1, CAM_DIM)
-    return {"mean": v.mean(0).astype(np.float32).tolist(), "std": np.maximum(v.std(0), 1e-3).astype(np.float32).tolist()}
+    return standard_norm_stats(geo.c2w_to_pose9d(np.asarray(cam, np.float64)))
 
 
 def prepare(x, norm) -> tuple[np.ndarray, np.ndarray]:

@@ -81,7 +81,7 @@ def encode(clip) -> dict:
 
 
 def decode_row(row: dict, n: int, h: int, w: int) -> dict:
-    """The depth fields of a row; the scalars even when the array is not decoded (``depth_f16`` left out)."""
+    """The depth fields of a row (source and range None, like the array, when the clip has no depth)."""
     out = {"depth_source": row.get("depth_source"),
            "depth_range": None if row.get("depth_range") is None else np.asarray(row["depth_range"], np.float64)}
     if row.get("depth_f16") is None:
@@ -182,14 +182,13 @@ def check(d: np.ndarray, clip) -> str | None:
 
 
 def prepare(x, norm=None) -> tuple[np.ndarray, None]:
-    """Token frames float32 [B, T, H, W] in [0, 1] (NaN invalid -> 0) -> (3-channel float32 [B, 3, T, H, W] in
-    [-1, 1], None): depth goes through the video tokenizer as a gray image."""
+    """Token frames float32 [B, T, H, W] in [0, 1] (NaN invalid -> 0) -> (one channel float32 [B, 1, T, H, W] in
+    [-1, 1], None): depth goes through the video tokenizer as a gray image (it repeats the channel)."""
     x = np.asarray(x)
     if x.ndim != 4:
         raise ModalityError(f"depth tokenizer needs float32 [B,60,H,W], got {x.shape}")
     d = np.clip(np.nan_to_num(np.asarray(x, np.float32), nan=0.0, posinf=0.0, neginf=0.0), 0, 1)
-    v = d * np.float32(2) - np.float32(1)
-    return np.broadcast_to(v[:, None], (v.shape[0], 3, *v.shape[1:])), None
+    return (d * np.float32(2) - np.float32(1))[:, None], None
 
 
 def postprocess(video, norm=None) -> np.ndarray:

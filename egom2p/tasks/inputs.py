@@ -19,7 +19,8 @@ import numpy as np
 
 from ..modalities import CLIP_FPS, CLIP_FRAMES, VIDEO_TOKEN_FPS, VIDEO_TOKEN_FRAMES
 from ..modality import MODALITY_INFO
-from ..standardize import clip_starts, normalize_inverse_depth, resize_masked
+from ..modality.depth import normalize_inverse_depth, resize_masked
+from ..standardize import clip_starts
 from ..video import VideoError, center_crop_resize, decode, frame_timestamps, nearest_indices, probe
 from .spec import TaskInputError
 
@@ -212,7 +213,7 @@ def resize_map(values: np.ndarray, size: int, valid: np.ndarray | None = None) -
     """[N, H, W] float (NaN invalid; ``valid`` narrows it) -> [N, size, size], invalid-aware area resize.
 
     A target pixel's value is the mean of the valid source pixels under it (so it never mixes in an
-    invalid one); it is valid when at least half of its area is (:func:`egom2p.standardize.resize_masked`).
+    invalid one); it is valid when at least half of its area is (:func:`egom2p.modality.depth.resize_masked`).
     """
     ok = np.isfinite(values)
     if valid is not None:

@@ -35,7 +35,8 @@ from __future__ import annotations
 from ..integrity import file_sha256
 from .base import Tokenizer, TokenizerError, resolve_device
 from .checkpoints import CONFIG_FILE, WEIGHTS_FILE, load_tokenizer, load_tokenizers, save_tokenizer
-from .sequence_tokenizer import SequenceTokenizer, fill_invalid_gaze
+from ..modality.gaze import fill_invalid_gaze
+from .sequence_tokenizer import SequenceTokenizer
 from .video_tokenizer import VideoTokenizer, prepare_video
 
 __all__ = [

@@ -8,7 +8,6 @@ import torch
 
 from .. import modality
 from ..modalities import Registry
-from ..modality.gaze import fill_invalid_gaze  # noqa: F401  (its home is the gaze entry)
 from .base import Tokenizer, TokenizerError, resolve_device
 
 
@@ -30,14 +29,6 @@ class SequenceTokenizer(Tokenizer):
         self.norm = None if norm is None else {k: np.asarray(v, np.float32) for k, v in norm.items()}
         self.device = resolve_device(device)
         self.model.to(self.device)
-
-    @property
-    def mean(self):
-        return None if self.norm is None else self.norm["mean"]
-
-    @property
-    def std(self):
-        return None if self.norm is None else self.norm["std"]
 
     def to(self, device):
         self.device = resolve_device(device)

@@ -100,8 +100,8 @@ def load_sequence_data(paths, modality: str, max_clips: int | None = None) -> Se
     from ..clips import read_clips
 
     ids, splits, xs = [], [], []
+    info = registry_info.info(modality)
     for p in paths:
-        info = registry_info.info(modality)
         for c in read_clips(p, skip=[m for m in registry_info.names() if m != modality]):
             v = c.get(modality)
             if v is None or not info.present(v):
@@ -262,11 +262,6 @@ def _optimizer(model, cfg: TrainConfig, lr: float):
     return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
 
 
-def sequence_modalities() -> list[str]:
-    """The registered modalities that a sequence VQ-VAE tokenizes."""
-    return [i.name for i in registry_info.MODALITY_INFO.values() if i.tokenizer == "sequence"]
-
-
 def build_sequence_model(modality: str, registry: Registry, cfg: TrainConfig) -> SequenceVQVAE:
     spec = registry[modality]
     kw = dict(VQVAE_PRESETS[cfg.size])
@@ -281,7 +276,7 @@ def train_sequence(modality: str, clips: list, out, cfg: TrainConfig | None = No
     evaluation."""
     info = registry_info.info(modality)
     if info.tokenizer != "sequence":
-        raise ValueError(f"train_sequence handles sequence modalities ({', '.join(sequence_modalities())}), "
+        raise ValueError(f"train_sequence handles sequence modalities ({', '.join(registry_info.names('sequence'))}), "
                          f"not {modality!r}")
     cfg = cfg or TrainConfig()
     torch.manual_seed(cfg.seed)
@@ -338,15 +333,10 @@ class VideoData:
     meta: list = field(default_factory=list)  # per clip: depth_range and depth_raw_valid (depth ground truth)
 
 
-def video_modalities() -> list[str]:
-    """The registered modalities that the video tokenizer tokenizes (one model for all of them)."""
-    return [i.name for i in registry_info.MODALITY_INFO.values() if i.tokenizer == "video"]
-
-
 def load_video_data(paths, max_clips: int | None = None) -> VideoData:
     from ..clips import read_clips
 
-    mods = video_modalities()
+    mods = registry_info.names("video")
     d = VideoData([], [], {m: [] for m in mods})
     for p in paths:
         for c in read_clips(p, skip=[m for m in registry_info.names() if m not in mods]):
@@ -365,7 +355,7 @@ def load_video_data(paths, max_clips: int | None = None) -> VideoData:
 
 
 def build_video_model(registry: Registry, cfg: TrainConfig) -> CausalVideoFSQ:
-    spec = registry[video_modalities()[0]]  # the video modalities share one token grid and FSQ levels
+    spec = registry[registry_info.names("video")[0]]  # the video modalities share one token grid and FSQ levels
     kw = dict(FSQ_PRESETS[cfg.size])
     kw.update({k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model.items()})
     t, h, _ = spec.token_grid
@@ -397,7 +387,7 @@ def train_video(clips: list, out, cfg: TrainConfig | None = None, log=print) -> 
     opt = _optimizer(model, cfg, lr)
     rng = np.random.default_rng(cfg.seed)
     log(f"video: causal FSQ {cfg.size} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
-        f"levels {model.cfg.levels}, grid {registry[video_modalities()[0]].token_grid}) on {dev}, {cfg.steps} steps, "
+        f"levels {model.cfg.levels}, grid {registry[next(iter(data.videos))].token_grid}) on {dev}, {cfg.steps} steps, "
         f"batch {cfg.batch_size}, lr {lr:g}")
     t0 = time.time()
     model.train()

@@ -22,11 +22,13 @@ def prepare_video(x, name: str, spec: ModalitySpec, frame_idx=None) -> torch.Ten
     x = np.asarray(x)
     frame_idx = token_frame_indices() if frame_idx is None else frame_idx
     S = spec.image_size
-    try:  # the modality's registry entry maps its token frames to 3 channels in [-1, 1]
+    try:  # the modality's registry entry maps its token frames to [B, C, 16, H, W] in [-1, 1]
         arr, _ = modality.info(name).prepare(x[:, frame_idx] if x.ndim >= 2 else x, None)
     except modality.ModalityError as e:
         raise TokenizerError(str(e)) from e
-    v = torch.from_numpy(np.ascontiguousarray(arr))  # [B, 3, 16, H, W]
+    v = torch.from_numpy(arr)
+    if v.shape[1] == 1:  # a gray video (depth): the 3 channels the backends take, as a view
+        v = v.expand(-1, 3, -1, -1, -1)
     b, c, t, h, w = v.shape
     if (h, w) != (S, S):
         flat = v.reshape(b, c * t, h, w)
