@@ -23,6 +23,7 @@ from .adapters.base import RawSequence, SourceError
 from .clip import Clip
 from .modalities import CLIP_FRAMES, STANDARD_IMAGE_SIZE
 from .modality.depth import DepthAnnotation
+from .modality.gaze import standardize_gaze  # noqa: F401  (its home is the gaze entry)
 
 
 def clip_starts(num_frames: int, length: int = CLIP_FRAMES, stride: int = CLIP_FRAMES) -> list[int]:
