@@ -6,7 +6,17 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 
-# No system packages: video is encoded and decoded in process (PyAV and decord wheels carry FFmpeg).
+# Video is encoded and decoded in process (PyAV and decord wheels carry FFmpeg). The one system library
+# needed is libusb-1.0, which open3d's native module links against (the renderer's meshes): a bare
+# Debian machine lacks it, and `import open3d` then fails with "libusb-1.0.so.0: cannot open shared object".
+if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[setup] installing libusb-1.0-0 (Debian) for open3d"
+    apt-get update -qq && apt-get install -y -qq libusb-1.0-0 >/dev/null
+  else
+    echo "[setup] warning: libusb-1.0.so.0 not found; install libusb-1.0-0 (open3d needs it)" >&2
+  fi
+fi
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV"
