@@ -171,6 +171,19 @@ def test_vqvae_overfits_small_set(seq_clips, tmp_path, modality):
         load_tokenizer(tmp_path / modality, registry="base")
 
 
+def test_tokenizer_training_gives_back_the_callers_thread_count(seq_clips, tmp_path):
+    # it trains with cfg.threads; the demo trains EgoM2P next in the same process, which must keep its own
+    path, _ = seq_clips
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        train_sequence("gaze", [path], tmp_path, TrainConfig(steps=2, batch_size=4, threads=1, eval_fraction=0,
+                                                             log_every=1000), log=lambda *_: None)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_bad_checkpoints(tmp_path):
     with pytest.raises(TokenizerError, match="not found"):
         load_tokenizers(tmp_path / "nope")

@@ -15,6 +15,7 @@ of reconstructions are written beside the checkpoint (``eval.png``).
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -61,6 +62,21 @@ def _device(name: str, threads: int | None = None) -> torch.device:
     if dev.type == "cpu" and threads:
         torch.set_num_threads(int(threads))
     return dev
+
+
+def _keeps_torch_threads(fn):
+    """``fn`` sets torch's CPU thread count for training (``threads``); put the caller's back afterwards, so
+    what runs next in this process (the demo trains EgoM2P right after its tokenizers) keeps its own."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        threads = torch.get_num_threads()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return wrapper
 
 
 def _optimizer_step(opt, model, loss, lr: float) -> None:
@@ -271,6 +287,7 @@ def build_sequence_model(modality: str, registry: Registry, cfg: TrainConfig) ->
     return SequenceVQVAE(mcfg)
 
 
+@_keeps_torch_threads
 def train_sequence(modality: str, clips: list, out, cfg: TrainConfig | None = None, log=print) -> dict:
     """Train a sequence modality's VQ-VAE (gaze, cam, ...) on clips tables; writes ``OUT/<modality>/``; returns the
     evaluation."""
@@ -363,6 +380,7 @@ def build_video_model(registry: Registry, cfg: TrainConfig) -> CausalVideoFSQ:
                                          temporal_downsample=(spec.frames) // (t - 1), **kw))
 
 
+@_keeps_torch_threads
 def train_video(clips: list, out, cfg: TrainConfig | None = None, log=print) -> dict:
     """Train the causal FSQ video tokenizer on the video modalities (RGB and depth) of clips tables; writes
     ``OUT/<modality>`` for each (``OUT/rgb``, ``OUT/depth``)."""
