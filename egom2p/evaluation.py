@@ -323,6 +323,29 @@ def score_reconstructions(modality: str, originals, reconstructions, meta=None, 
 # --- tables -------------------------------------------------------------------------------------
 
 
+def held_out_loss(ckpt, db, split: str = "val", batches: int = 25, batch_size: int = 16, seed: int = 1234
+                  ) -> dict[str, float]:
+    """Masked-token cross-entropy (nats) per modality of a checkpoint on the ``split`` rows of a token DB,
+    masked by the checkpoint's own training mixture (budgets, Dirichlets), averaged over ``batches``
+    batches; with the same numbers on its training rows it shows over- and under-fitting directly."""
+    import torch
+
+    from .checkpoint import load_model
+    from .model import combine_losses
+    from .sampler import MaskingSampler, MixtureConfig
+
+    model, _registry, info = load_model(ckpt)
+    mix = MixtureConfig.from_dict({**info["config"]["data"], "split": split})
+    sampler = MaskingSampler(os.fspath(db), mix, seed=seed, batch_size=batch_size)
+    sums: dict[str, list[float]] = {}
+    with torch.no_grad():
+        for b in range(batches):
+            _, per_mod = combine_losses(model(sampler.batch(b)))
+            for m, v in per_mod.items():
+                sums.setdefault(m, []).append(float(v))
+    return {m: float(np.mean(v)) for m, v in sums.items()}
+
+
 def _fmt(v, fmt):
     return "n/a" if v is None else fmt.format(v)
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
+
 from egom2p.modalities import get_registry
 from egom2p.quality import MAIN_METRICS, collect, subset_db, write_curve
 from egom2p.tokendb import open_token_db, write_tokens
@@ -65,3 +68,28 @@ def test_learning_curve_table_and_plot(tmp_path):
     assert "| 144 (1) | 0.1500 |" in text and "0.1600 (constant velocity)" in text and "| tokenizer round trip |" in text
     assert len(json.loads(js.read_text())) == 3 and png.stat().st_size > 10_000
     assert len(MAIN_METRICS) == 6
+
+
+def test_held_out_token_ce_shows_the_gap_of_a_model_fit_to_few_clips(tmp_path):
+    from egom2p.evaluation import held_out_loss
+    from egom2p.quality import token_ce
+    from egom2p.train import main
+
+    db = _db(tmp_path / "all.lance")
+    small = tmp_path / "small.lance"
+    subset_db(db, small, 0.25)  # 6 training clips: a model that sees them 200 times learns them by heart
+    run = tmp_path / "run"
+    assert main(["--db", str(small), "--out", str(run), "model=tiny", "train.steps=200", "train.batch_size=8",
+                 "data.input_budget=64", "data.target_budget=64", "train.num_workers=0", "train.tensorboard=false",
+                 "train.device=cpu", "train.log_every=1000", "optim.warmup_tokens=10000"]) == 0
+    val = held_out_loss(run, db, split="val", batches=4)
+    train = held_out_loss(run, small, split="train", batches=4)
+    assert set(val) == set(train) == {"rgb", "depth", "gaze", "cam"}
+    assert all(np.isfinite(v) and v > 0 for v in (*val.values(), *train.values()))
+    assert np.mean(list(train.values())) < np.mean(list(val.values())) - 0.3  # fit on its clips, not on the others
+    assert held_out_loss(run, db, split="val", batches=4) == val  # fixed seed: the same masks, the same number
+    ce = token_ce(run, db, small)
+    assert ce["val"] == pytest.approx(np.mean(list(ce["val_per_modality"].values())))
+    pts = [{"fraction": 0.25, "train_clips": 6, "metrics": collect({}), "token_ce": ce}]
+    md, _, png = write_curve(tmp_path, pts)
+    assert f"| {ce['val']:.3f} / {ce['train']:.3f} |" in md.read_text() and png.stat().st_size > 10_000
