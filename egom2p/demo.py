@@ -46,6 +46,7 @@ class DemoConfig:
     video_steps: int = 500  # FSQ video tokenizer steps
     train_steps: int = 1500  # EgoM2P tiny steps
     eval_limit: int = 48  # every held-out clip (12 sequences x 4)
+    samples: int = 8  # eval also scores the mean of this many samples per clip (egom2p eval --samples)
 
 
 @dataclass
@@ -110,12 +111,14 @@ def train_model(db: Path, run_dir: Path, steps: int, seed: int) -> None:
          "egom2p-train")
 
 
-def evaluate_tasks(run_dir: Path, data: DataPaths, evals: Path, limit: int, egom2p: CommandLine) -> dict:
+def evaluate_tasks(run_dir: Path, data: DataPaths, evals: Path, limit: int, egom2p: CommandLine,
+                   samples: int = 1) -> dict:
     """``egom2p eval`` of the four tasks on the held-out clips; returns {task: eval JSON}."""
     results = {}
     for task in TASKS:
         _run(egom2p, ["eval", task, "--ckpt", str(run_dir), "--tokenizers", str(data.tokenizers),
-                      "--clips", str(data.table), "--split", "val", "--limit", str(limit), "--out", str(evals)])
+                      "--clips", str(data.table), "--split", "val", "--limit", str(limit), "--out", str(evals),
+                      "--samples", str(samples)])
         f = evals / f"eval_{task}.json"
         if f.exists():
             results[task] = json.loads(f.read_text())
@@ -134,7 +137,7 @@ def run_demo(cfg: DemoConfig, egom2p: CommandLine) -> dict:
     gt = _ground_truth_tum(held_out, pred / "camera_gt.tum")
     _run(egom2p, ["predict", "camera", "--ckpt", str(run_dir), "--tokenizers", str(data.tokenizers), "--video",
                   str(held_out / "rgb.mp4"), "--out", str(pred / "camera"), "--gt", str(gt)])
-    results = evaluate_tasks(run_dir, data, evals, cfg.eval_limit, egom2p)
+    results = evaluate_tasks(run_dir, data, evals, cfg.eval_limit, egom2p, cfg.samples)
 
     minutes = (time.perf_counter() - t_start) / 60
     print(f"""

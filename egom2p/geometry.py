@@ -206,6 +206,16 @@ def invert_se3(T) -> np.ndarray:
     return make_se3(Rt, -np.einsum("...ij,...j->...i", Rt, t))
 
 
+def mean_se3(T, axis: int = 0) -> np.ndarray:
+    """Mean of rigid transforms along ``axis``: mean translation and the chordal L2 mean rotation (the
+    rotation nearest, in Frobenius norm, to the mean rotation matrix: its SVD projection onto SO(3))."""
+    T = np.moveaxis(np.asarray(T, dtype=np.float64), axis, 0)
+    U, _, Vt = np.linalg.svd(T[..., :3, :3].mean(0))
+    flip = np.ones(U.shape[:-1])
+    flip[..., -1] = np.sign(np.linalg.det(U @ Vt))  # a reflection becomes the nearest rotation
+    return make_se3((U * flip[..., None, :]) @ Vt, T[..., :3, 3].mean(0))
+
+
 def w2c_to_c2w(T_w2c) -> np.ndarray:
     """World-to-camera extrinsics -> camera-to-world poses."""
     return invert_se3(T_w2c)

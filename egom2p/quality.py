@@ -77,17 +77,26 @@ def token_ce(run_dir: Path, full_db: Path, train_db: Path) -> dict:
     return out
 
 
+def _kind(row: dict) -> str:
+    """model | ceiling | baseline (eval JSONs carry it; older ones are told by the row's name)."""
+    if "kind" in row:
+        return row["kind"]
+    return "model" if row["method"].startswith(MODEL_ROW) else "ceiling" if "round trip" in row["method"] else "baseline"
+
+
 def collect(results: dict) -> dict:
-    """{(task, key): {"model", "baseline", "baseline_name", "ceiling"}} from one run's eval JSONs."""
+    """{(task, key): {"model", "mean" (the mean-of-samples row, if any), "baseline", "baseline_name", "ceiling"}}
+    from one run's eval JSONs."""
     out = {}
     for task, key, _label, low in MAIN_METRICS:
         rows = results.get(task, {}).get("rows", [])
         model = next((r.get(key) for r in rows if r["method"] == MODEL_ROW), None)
-        ceiling = next((r.get(key) for r in rows if "round trip" in r["method"]), None)
-        base = [(r.get(key), r["method"]) for r in rows
-                if r["method"] != MODEL_ROW and "round trip" not in r["method"] and r.get(key) is not None]
+        mean = next((r.get(key) for r in rows if _kind(r) == "model" and r["method"] != MODEL_ROW), None)
+        ceiling = next((r.get(key) for r in rows if _kind(r) == "ceiling"), None)
+        base = [(r.get(key), r["method"]) for r in rows if _kind(r) == "baseline" and r.get(key) is not None]
         best = (min if low else max)(base, default=(None, None), key=lambda b: b[0])
-        out[(task, key)] = {"model": model, "baseline": best[0], "baseline_name": best[1], "ceiling": ceiling}
+        out[(task, key)] = {"model": model, "mean": mean, "baseline": best[0], "baseline_name": best[1],
+                            "ceiling": ceiling}
     return out
 
 
@@ -99,7 +108,9 @@ def write_curve(out: Path, points: list[dict]) -> tuple[Path, Path, Path]:
     lines = ["| " + " | ".join(heads) + " |", "|" + "|".join(["---:"] * len(heads)) + "|"]
     for p in points:
         cells = [f"{p['train_clips']} ({p['fraction']:g})"]
-        cells += [fmt(p["metrics"][(t, k)]["model"], label) for t, k, label, _ in MAIN_METRICS]
+        cells += [fmt(p["metrics"][(t, k)]["model"], label)
+                  + (f" / {fmt(p['metrics'][(t, k)]['mean'], label)}" if p["metrics"][(t, k)].get("mean") is not None
+                     else "") for t, k, label, _ in MAIN_METRICS]
         loss = p.get("token_ce") or {}
         cells.append(" / ".join("n/a" if loss.get(s) is None else f"{loss[s]:.3f}" for s in ("val", "train")))
         lines.append("| " + " | ".join(cells) + " |")
@@ -109,6 +120,9 @@ def write_curve(out: Path, points: list[dict]) -> tuple[Path, Path, Path]:
         + " | |")
     lines.append("| tokenizer round trip | " + " | ".join(fmt(last[(t, k)]["ceiling"], label)
                                                         for t, k, label, _ in MAIN_METRICS) + " | |")
+    if any(v.get("mean") is not None for p in points for v in p["metrics"].values()):
+        lines += ["", "EgoM2P cells: one decode with the paper's preset / the mean of several samples (egom2p eval "
+                  "--samples)."]
     lines += ["", "Token CE: the masked-token cross-entropy (nats, mean over modalities) of each run on the held-out "
               "clips of the full token DB and on its own training clips, under its training masking: the gap "
               "between the two is over-fitting."]
@@ -142,6 +156,9 @@ def _plot(path: Path, points: list[dict]) -> None:
     for ax, (t, k, label, low) in zip(axes.ravel(), MAIN_METRICS):
         y = [p["metrics"][(t, k)]["model"] for p in points]
         ax.plot(x, y, "o-", label=MODEL_ROW)
+        y = [p["metrics"][(t, k)].get("mean") for p in points]
+        if all(v is not None for v in y):
+            ax.plot(x, y, "o-", label=f"{MODEL_ROW}, mean of samples")
         last = points[-1]["metrics"][(t, k)]
         if last["baseline"] is not None:
             ax.axhline(last["baseline"], color="tab:red", ls="--", label=f"best baseline ({last['baseline_name']})")
@@ -175,7 +192,7 @@ def run_quality(cfg: QualityConfig, egom2p: CommandLine) -> Path:
         print(f"\n[quality] {tag}: {n} training clips -> {db}", flush=True)
         run_dir = out / "runs" / tag
         train_model(db, run_dir, cfg.train_steps, cfg.seed)
-        results = evaluate_tasks(run_dir, data, out / "eval" / tag, cfg.eval_limit, egom2p)
+        results = evaluate_tasks(run_dir, data, out / "eval" / tag, cfg.eval_limit, egom2p, cfg.samples)
         points.append({"fraction": frac, "train_clips": n, "run": str(run_dir), "metrics": collect(results),
                        "token_ce": token_ce(run_dir, data.db, db)})
     md, js, png = write_curve(out, points)

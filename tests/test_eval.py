@@ -18,6 +18,7 @@ import torch
 from egom2p import evaluation as E
 from egom2p import metrics as M
 from egom2p.clips import write_clips
+from egom2p.geometry import make_se3
 from egom2p.modalities import get_registry
 from egom2p.tasks import TaskInputError, TaskRunner, baselines as B, get_task
 from egom2p.video import token_frame_indices
@@ -282,3 +283,83 @@ def test_eval_cli_reports_bad_input(clips_table, tmp_path, capsys):
                "--clips", str(clips_table)])
     assert rc == 2
     assert "missing: checkpoint not found" in capsys.readouterr().err  # one line on stderr
+
+
+class _Drawn(TaskRunner):
+    """The real run loop (and ``samples`` averaging); each generation is a fresh draw of tokens from the
+    runner's generator instead of the model."""
+
+    def generate_tokens(self, task, cond, cfg, generator, first):
+        spec = self.registry[task.target]
+        return torch.randint(0, spec.vocab_size, (len(next(iter(cond.values()))), spec.num_tokens), generator=generator)
+
+
+class _Coded:
+    """Stand-in sequence tokenizer: token k of a 2-frame step is gaze (k/64, k/64) or a pose turned k*0.05 rad
+    about z and moved k/64 m along x (rgb: encodes to zeros, never decoded)."""
+
+    def __init__(self, modality):
+        self.modality = modality
+
+    def encode(self, x):
+        x = np.asarray(x)
+        if self.modality == "gaze":
+            return np.clip(np.round(np.nan_to_num(x[:, ::2, 0], nan=0.5) * 64), 0, 63).astype(np.int64)
+        return np.zeros((len(x), 320), np.int64)
+
+    def decode(self, t):
+        k = np.repeat(np.asarray(t, np.float64), 2, axis=1)  # [B, 60]
+        if self.modality == "gaze":
+            return np.repeat((k / 64)[..., None], 2, -1).astype(np.float32)
+        c, s = np.cos(k * 0.05), np.sin(k * 0.05)
+        R = np.stack([np.stack([c, -s, 0 * c], -1), np.stack([s, c, 0 * c], -1),
+                      np.stack([0 * c, 0 * c, 1 + 0 * c], -1)], -2)
+        return make_se3(R, np.stack([k / 64, 0 * k, 0 * k], -1)).astype(np.float32)
+
+
+def test_mean_of_samples_averages_decoded_draws_in_the_targets_geometry(clips_table):
+    runner = _Drawn(model=None, registry=get_registry("tiny"), tokenizers={m: _Coded(m) for m in ("rgb", "gaze", "cam")})
+    x = {"rgb": np.zeros((3, 60, 64, 64, 3), np.uint8)}
+    spec = get_registry("tiny")["gaze"]
+    gen = torch.Generator().manual_seed(0)
+    draws = [_Coded("gaze").decode(torch.randint(0, spec.vocab_size, (3, 30), generator=gen)) for _ in range(4)]
+    mean4 = runner.sampling(4)
+    assert mean4.samples == 4 and runner.samples == 1  # a new runner; the original keeps one decode
+    cfg = mean4.config(get_task("gaze"))
+    assert (cfg.temperature, cfg.top_p, cfg.steps) == (1.0, 1.0, 5)  # drawn from the model's distribution
+    np.testing.assert_allclose(mean4.run("gaze", x, batch_size=8), np.mean(draws, 0), rtol=1e-6)
+    np.testing.assert_allclose(runner.run("gaze", x, batch_size=8), draws[0])  # one sample: the first draw
+    # poses: the mean translation and the chordal mean rotation, a proper rotation
+    poses = mean4.run("camera", x, batch_size=8)
+    R = poses[..., :3, :3].astype(np.float64)
+    np.testing.assert_allclose(R @ np.swapaxes(R, -1, -2), np.broadcast_to(np.eye(3), R.shape), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-5)
+    gen = torch.Generator().manual_seed(0)
+    cams = [_Coded("cam").decode(torch.randint(0, 64, (3, 30), generator=gen)) for _ in range(4)]
+    np.testing.assert_allclose(poses[..., :3, 3], np.mean(cams, 0)[..., :3, 3], atol=1e-6)
+    # the eval table keeps the one-decode row and adds the mean row, each compared with the best baseline
+    clips, _ = E.select_clips([clips_table], "gaze")
+    rep = E.evaluate(runner, "gaze", clips, progress=False, train_clips=_train("gaze", clips_table)[0], samples=4)
+    assert [r["method"] for r in rep.rows][:2] == ["EgoM2P", "EgoM2P, mean of 4 samples"] == ["EgoM2P", E.mean_row(4)]
+    assert [r["kind"] for r in rep.rows][:3] == ["model", "model", "ceiling"]
+    assert rep.row(E.mean_row(4))["mse"] < rep.row("EgoM2P")["mse"]  # uniform draws: the mean is nearer any truth
+    assert [(c["method"], c["metric"]) for c in rep.comparison] == [("EgoM2P", "mse"), (E.mean_row(4), "mse")]
+    lines = E.format_comparison(rep)
+    assert lines[1].startswith("MSE: EgoM2P, mean of 4 samples") and any("temperature 1" in n for n in rep.notes)
+
+
+def test_mean_of_rigid_transforms_and_of_integer_samples():
+    from egom2p.geometry import mean_se3
+    from egom2p.modality import info
+    from egom2p.modality.base import mean_samples
+
+    def rz(a, t):
+        c, s = np.cos(a), np.sin(a)
+        return make_se3(np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]]), t)
+
+    m = mean_se3(np.stack([rz(0.2, [0, 0, 0]), rz(0.6, [1, 2, 4])]))
+    np.testing.assert_allclose(m, rz(0.4, [0.5, 1, 2]), atol=1e-12)  # halfway round z, halfway along
+    np.testing.assert_allclose(mean_se3(np.stack([rz(0.3, [1, 1, 1])] * 3)), rz(0.3, [1, 1, 1]), atol=1e-12)
+    assert mean_samples(np.array([[0, 255], [1, 255], [1, 254]], np.uint8)).tolist() == [1, 255]
+    assert mean_samples(np.array([[0.5], [1.5]], np.float32)).dtype == np.float32
+    assert info("cam").average is not mean_samples and info("gaze").average is mean_samples

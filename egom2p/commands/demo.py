@@ -22,7 +22,7 @@ def run(args) -> int:
 
 
 WORLD_FIELDS = ("out", "sequences", "seconds", "size", "seed", "jobs", "tokenizer_steps", "cam_velocity", "video_steps",
-                "train_steps", "eval_limit")
+                "train_steps", "eval_limit", "samples")
 
 
 def add_world_arguments(p, d) -> None:
@@ -40,6 +40,8 @@ def add_world_arguments(p, d) -> None:
     p.add_argument("--train-steps", type=int, default=d.train_steps,
                    help="EgoM2P tiny training steps (per point of a learning curve)")
     p.add_argument("--eval-limit", type=int, default=d.eval_limit, help="held-out clips per evaluation")
+    p.add_argument("--samples", type=int, default=d.samples,
+                   help="the evaluations also score the mean of this many samples per clip (1: only one decode)")
 
 
 def config_from_args(cls, args, **extra):

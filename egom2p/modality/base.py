@@ -37,6 +37,16 @@ def _always(array) -> bool:
     return True
 
 
+def mean_samples(x: np.ndarray) -> np.ndarray:
+    """Element-wise mean over the first axis, in the samples' dtype (integers rounded and kept in range)."""
+    x = np.asarray(x)
+    m = x.mean(0, dtype=np.float64)
+    if np.issubdtype(x.dtype, np.integer):
+        info = np.iinfo(x.dtype)
+        return np.clip(np.rint(m), info.min, info.max).astype(x.dtype)
+    return m.astype(x.dtype)
+
+
 @dataclass(frozen=True)
 class ModalityInfo:
     """One modality's behaviour. Functions take and return numpy arrays; none imports the clip or table code.
@@ -58,6 +68,8 @@ class ModalityInfo:
     * ``plot(ax, truth, reconstruction)``: one clip's truth against a reconstruction on a matplotlib axis
       (None: :func:`plot_channels`, every feature over the frames).
     * ``preset``: the default generation preset (:data:`egom2p.generate.PRESETS`) that makes it.
+    * ``average(samples)``: K decoded samples [K, ...] -> their mean [...] in the modality's own geometry
+      (the point estimate of ``egom2p eval/predict --samples K``); default :func:`mean_samples`.
     """
 
     name: str
@@ -76,6 +88,7 @@ class ModalityInfo:
     mirror: Callable[[np.ndarray], np.ndarray] | None = None
     reverse: Callable[[np.ndarray], np.ndarray] | None = None
     plot: Callable[[Any, np.ndarray, np.ndarray], None] | None = None
+    average: Callable[[np.ndarray], np.ndarray] = mean_samples
     preset: str = "gaze"  # the paper's preset of a 30-token sequence target (5 steps) unless the entry names another
     fields: tuple[str, ...] = field(default=())  # clip fields besides the array that it owns (depth_range, ...)
 

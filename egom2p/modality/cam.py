@@ -88,5 +88,5 @@ INFO = ModalityInfo(
     columns=(pa.field("cam", pa.list_(pa.float32(), CLIP_FRAMES * 16)),),
     encode=_encode, decode=_decode, standardize=standardize, check=check,
     prepare=prepare, postprocess=postprocess, norm_stats=norm_stats, mirror=mirror, reverse=reverse, plot=plot,
-    preset="camera",
+    average=lambda x: geo.mean_se3(x).astype(np.float32), preset="camera",
 )

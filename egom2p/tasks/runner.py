@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..modalities import Registry
+from ..modality import info as modality_info
 from .spec import TaskInputError, TaskSpec
+
+# How ``TaskRunner.sampling`` draws its samples: from the model's distribution. At the presets' temperature
+# 0.01 the samples barely differ (measured on the demo: gaze MSE of the mean of 8 samples 0.0224 there,
+# 0.0148 at temperature 1, against 0.0236 for one preset decode).
+SAMPLING = {"temperature": 1.0, "top_p": 1.0}
 
 
 def check_registries(model_registry: Registry, tokenizers: dict, ckpt: str = "", tokenizers_dir: str = "") -> None:
@@ -73,6 +79,9 @@ class TaskRunner:
     generation: dict = field(default_factory=dict)  # overrides of the preset (e.g. {"steps": 8})
     seed: int = 0
     checkpoint: dict = field(default_factory=dict)  # the checkpoint's state.json (+ "path"), when loaded from one
+    # decoded samples per window, averaged in the target's geometry (its registry entry's ``average``): the
+    # point estimate that minimises squared error; use it with SAMPLING (see :meth:`sampling`)
+    samples: int = 1
 
     @classmethod
     def load(cls, ckpt, tokenizers_dir, device: str = "cpu", allow_foreign_tokenizers: bool = False,
@@ -95,6 +104,13 @@ class TaskRunner:
                                    {m: t.identity for m, t in toks.items()}, recorded_in=f"checkpoint {info['path']}",
                                    actual_in=tokenizers_dir, allow=allow_foreign_tokenizers)
         return cls(model=model, registry=registry, tokenizers=toks, device=device, checkpoint=info, **kw)
+
+    def sampling(self, samples: int) -> "TaskRunner":
+        """This runner, outputting the mean of ``samples`` samples drawn from the model's distribution
+        (:data:`SAMPLING`: temperature 1, nucleus off)."""
+        from dataclasses import replace
+
+        return replace(self, samples=int(samples), generation={**self.generation, **SAMPLING})
 
     def image_size(self) -> int:
         return int(next(s.image_size for s in self.registry if s.image_size))  # the video modalities' side
@@ -134,7 +150,8 @@ class TaskRunner:
         """Windows of standard-clip inputs {modality: [W, 60, ...]} -> decoded target for each window.
 
         Returns the tokenizer's decode output: cam [W, 60, 4, 4]; gaze [W, 60, 2]; depth
-        [W, 16, S, S]; rgb uint8 [W, 16, S, S, 3].
+        [W, 16, S, S]; rgb uint8 [W, 16, S, S, 3]. With ``samples`` > 1: the mean of that many decoded
+        samples per window (the target's ``average``).
         """
         import torch
 
@@ -159,19 +176,20 @@ class TaskRunner:
                 tok = self.tokenizer(m).encode(inputs[m][i:i + batch_size])
                 cond[m] = torch.as_tensor(np.asarray(tok), dtype=torch.long, device=self.device)
             _sync(self.device)
-            t1 = time.perf_counter()
-            tokens = self.generate_tokens(task, cond, cfg, gen, i)
-            _sync(self.device)
-            t2 = time.perf_counter()
-            spec = self.registry[task.target]
-            if tokens.min() < 0 or tokens.max() >= spec.vocab_size:
-                raise RuntimeError(f"generated {task.target} tokens outside [0, {spec.vocab_size})")
-            dec = self.tokenizer(task.target).decode(tokens.detach().cpu())
-            dec = dec.detach().cpu().numpy() if hasattr(dec, "detach") else np.asarray(dec)
-            outs.append(dec)
-            t3 = time.perf_counter()
-            timing.encode_s += t1 - t0
-            timing.generate_s += t2 - t1
-            timing.decode_s += t3 - t2
+            timing.encode_s += time.perf_counter() - t0
+            decs = []
+            for _ in range(max(1, self.samples)):
+                t1 = time.perf_counter()
+                tokens = self.generate_tokens(task, cond, cfg, gen, i)
+                _sync(self.device)
+                t2 = time.perf_counter()
+                spec = self.registry[task.target]
+                if tokens.min() < 0 or tokens.max() >= spec.vocab_size:
+                    raise RuntimeError(f"generated {task.target} tokens outside [0, {spec.vocab_size})")
+                dec = self.tokenizer(task.target).decode(tokens.detach().cpu())
+                decs.append(dec.detach().cpu().numpy() if hasattr(dec, "detach") else np.asarray(dec))
+                timing.generate_s += t2 - t1
+                timing.decode_s += time.perf_counter() - t2
+            outs.append(decs[0] if len(decs) == 1 else modality_info(task.target).average(np.stack(decs)))
         timing.windows += n
         return np.concatenate(outs, 0)
