@@ -321,21 +321,24 @@ def test_mean_of_samples_averages_decoded_draws_in_the_targets_geometry(clips_ta
     runner = _Drawn(model=None, registry=get_registry("tiny"), tokenizers={m: _Coded(m) for m in ("rgb", "gaze", "cam")})
     x = {"rgb": np.zeros((3, 60, 64, 64, 3), np.uint8)}
     spec = get_registry("tiny")["gaze"]
+    # the 4 samples of the 3 windows go through the model as one batch of 4 blocks of 3
     gen = torch.Generator().manual_seed(0)
-    draws = [_Coded("gaze").decode(torch.randint(0, spec.vocab_size, (3, 30), generator=gen)) for _ in range(4)]
+    draws = _Coded("gaze").decode(torch.randint(0, spec.vocab_size, (12, 30), generator=gen)).reshape(4, 3, 60, 2)
     mean4 = runner.sampling(4)
     assert mean4.samples == 4 and runner.samples == 1  # a new runner; the original keeps one decode
     cfg = mean4.config(get_task("gaze"))
     assert (cfg.temperature, cfg.top_p, cfg.steps) == (1.0, 1.0, 5)  # drawn from the model's distribution
     np.testing.assert_allclose(mean4.run("gaze", x, batch_size=8), np.mean(draws, 0), rtol=1e-6)
-    np.testing.assert_allclose(runner.run("gaze", x, batch_size=8), draws[0])  # one sample: the first draw
+    gen = torch.Generator().manual_seed(0)
+    one = _Coded("gaze").decode(torch.randint(0, spec.vocab_size, (3, 30), generator=gen))
+    np.testing.assert_allclose(runner.run("gaze", x, batch_size=8), one)  # one sample: one draw
     # poses: the mean translation and the chordal mean rotation, a proper rotation
     poses = mean4.run("camera", x, batch_size=8)
     R = poses[..., :3, :3].astype(np.float64)
     np.testing.assert_allclose(R @ np.swapaxes(R, -1, -2), np.broadcast_to(np.eye(3), R.shape), atol=1e-5)
     np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-5)
     gen = torch.Generator().manual_seed(0)
-    cams = [_Coded("cam").decode(torch.randint(0, 64, (3, 30), generator=gen)) for _ in range(4)]
+    cams = _Coded("cam").decode(torch.randint(0, 64, (12, 30), generator=gen)).reshape(4, 3, 60, 4, 4)
     np.testing.assert_allclose(poses[..., :3, 3], np.mean(cams, 0)[..., :3, 3], atol=1e-6)
     # the eval table keeps the one-decode row and adds the mean row, each compared with the best baseline
     clips, _ = E.select_clips([clips_table], "gaze")

@@ -177,19 +177,21 @@ class TaskRunner:
                 cond[m] = torch.as_tensor(np.asarray(tok), dtype=torch.long, device=self.device)
             _sync(self.device)
             timing.encode_s += time.perf_counter() - t0
-            decs = []
-            for _ in range(max(1, self.samples)):
-                t1 = time.perf_counter()
-                tokens = self.generate_tokens(task, cond, cfg, gen, i)
-                _sync(self.device)
-                t2 = time.perf_counter()
-                spec = self.registry[task.target]
-                if tokens.min() < 0 or tokens.max() >= spec.vocab_size:
-                    raise RuntimeError(f"generated {task.target} tokens outside [0, {spec.vocab_size})")
-                dec = self.tokenizer(task.target).decode(tokens.detach().cpu())
-                decs.append(dec.detach().cpu().numpy() if hasattr(dec, "detach") else np.asarray(dec))
-                timing.generate_s += t2 - t1
-                timing.decode_s += time.perf_counter() - t2
-            outs.append(decs[0] if len(decs) == 1 else modality_info(task.target).average(np.stack(decs)))
+            k = max(1, self.samples)  # the samples of a batch go through the model as one batch, k blocks
+            cond = {m: t.repeat(k, *([1] * (t.dim() - 1))) for m, t in cond.items()} if k > 1 else cond
+            t1 = time.perf_counter()
+            tokens = self.generate_tokens(task, cond, cfg, gen, i)
+            _sync(self.device)
+            t2 = time.perf_counter()
+            spec = self.registry[task.target]
+            if tokens.min() < 0 or tokens.max() >= spec.vocab_size:
+                raise RuntimeError(f"generated {task.target} tokens outside [0, {spec.vocab_size})")
+            dec = self.tokenizer(task.target).decode(tokens.detach().cpu())
+            dec = dec.detach().cpu().numpy() if hasattr(dec, "detach") else np.asarray(dec)
+            if k > 1:
+                dec = modality_info(task.target).average(dec.reshape(k, len(dec) // k, *dec.shape[1:]))
+            outs.append(dec)
+            timing.generate_s += t2 - t1
+            timing.decode_s += time.perf_counter() - t2
         timing.windows += n
         return np.concatenate(outs, 0)
