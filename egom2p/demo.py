@@ -29,7 +29,9 @@ CommandLine = Callable[[list[str]], int]
 @dataclass
 class DemoConfig:
     out: Path = Path("demo_out")
-    # Sized to finish in ~13 min on 2 CPU cores. 48 sequences rather than 12: the data steps are cheap
+    # Sized to finish in 15 min on 2 CPU cores (measured 15.0: render 50 s, curate 55 s, cam/gaze tokenizers
+    # 30 + 27 s, video tokenizer 290 s, tokenize 47 s, EgoM2P 210 s, four evals of 48 clips with 8 samples
+    # 190 s). 48 sequences rather than 12: the data steps are cheap
     # (render + curate + tokenize of 192 clips took 2.7 min) and, measured on the same 12 held-out clips
     # at 1500 steps, 144 training clips instead of 36 took the held-out masked-token CE from
     # cam 5.04 / gaze 5.21 / depth 3.20 / rgb 3.74 (train 2.07 / 2.27 / 2.28 / 3.04: learnt by heart)
