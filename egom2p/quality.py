@@ -27,7 +27,8 @@ MODEL_ROW = "EgoM2P"
 @dataclass
 class QualityConfig(DemoConfig):
     out: Path = Path("quality_out")
-    # Sized for <= 60 min on 2 CPU cores: 96 sequences of 8 s = 384 clips (288 train, 96 val), twice the demo's.
+    # Sized for <= 60 min on 2 CPU cores (about 45: the data steps ~14 min, each of the 3 trainings ~6, their
+    # evaluations on 48 clips with 8 samples ~4): 96 sequences of 8 s = 384 clips (288 train, 96 val).
     sequences: int = 96
     seed: int = 1
     tokenizer_steps: int = 2000
