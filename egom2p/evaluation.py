@@ -40,12 +40,12 @@ from .tasks.table import get_task, task_for_target
 
 MODEL_ROW = "EgoM2P"
 CEILING_ROW = "tokenizer round trip"
+TRAIN_LIMIT = 512  # training clips read for the baselines' statistics (evenly spaced over the sorted ids)
 
 
 def mean_row(samples: int) -> str:
     """The table row of the mean of ``samples`` decoded samples (``evaluate(..., samples=K)``)."""
     return f"{MODEL_ROW}, mean of {samples} samples"
-TRAIN_LIMIT = 512  # training clips read for the baselines' statistics (evenly spaced over the sorted ids)
 
 
 @dataclass
@@ -242,13 +242,13 @@ def evaluate(runner: TaskRunner, task: str, clips: list, *, alignment: str = DEF
     times: dict[str, float] = {}
 
     timing = Timing()
-    out = runner.run(spec, clip_inputs(clips, spec.inputs, S), batch_size=batch_size, timing=timing, progress=progress)
+    inputs = clip_inputs(clips, spec.inputs, S)
+    out = runner.run(spec, inputs, batch_size=batch_size, timing=timing, progress=progress)
     preds[MODEL_ROW] = [spec.postprocess(o) for o in out]
     kinds[MODEL_ROW], times[MODEL_ROW] = "model", timing.total_s / n
     if samples > 1:
         mean, timing_k = mean_row(samples), Timing()
-        out_k = runner.sampling(samples).run(spec, clip_inputs(clips, spec.inputs, S), batch_size=batch_size,
-                                              timing=timing_k, progress=progress)
+        out_k = runner.sampling(samples).run(spec, inputs, batch_size=batch_size, timing=timing_k, progress=progress)
         preds[mean], kinds[mean], times[mean] = [spec.postprocess(o) for o in out_k], "model", timing_k.total_s / n
         ctx.note(f"{mean}: {samples} samples per clip drawn at temperature 1 (nucleus off) and averaged in the "
                  f"target's geometry (poses: mean translation, chordal mean rotation), the estimate that "
@@ -342,9 +342,6 @@ def score_reconstructions(modality: str, originals, reconstructions, meta=None, 
     return out
 
 
-# --- tables -------------------------------------------------------------------------------------
-
-
 def held_out_loss(ckpt, db, split: str = "val", batches: int = 25, batch_size: int = 16, seed: int = 1234
                   ) -> dict[str, float]:
     """Masked-token cross-entropy (nats) per modality of a checkpoint on the ``split`` rows of a token DB,
@@ -366,6 +363,9 @@ def held_out_loss(ckpt, db, split: str = "val", batches: int = 25, batch_size: i
             for m, v in per_mod.items():
                 sums.setdefault(m, []).append(float(v))
     return {m: float(np.mean(v)) for m, v in sums.items()}
+
+
+# --- tables -------------------------------------------------------------------------------------
 
 
 def _fmt(v, fmt):
