@@ -29,9 +29,9 @@ CommandLine = Callable[[list[str]], int]
 @dataclass
 class DemoConfig:
     out: Path = Path("demo_out")
-    # Sized to finish in 15 min on 2 CPU cores (measured 15.0: render 50 s, curate 55 s, cam/gaze tokenizers
-    # 30 + 27 s, video tokenizer 290 s, tokenize 47 s, EgoM2P 210 s, four evals of 48 clips with 8 samples
-    # 190 s). 48 sequences rather than 12: the data steps are cheap
+    # Sized to finish in 15 min on 2 CPU cores (measured 15.0 with the video tokenizer at one thread: render
+    # 50 s, curate 55 s, cam/gaze tokenizers 30 + 27 s, video tokenizer 290 s, tokenize 47 s, EgoM2P 210 s,
+    # four evals of 48 clips with 8 samples 190 s; the video tokenizer on both cores: 156 s). 48 sequences rather than 12: the data steps are cheap
     # (render + curate + tokenize of 192 clips took 2.7 min) and, measured on the same 12 held-out clips
     # at 1500 steps, 144 training clips instead of 36 took the held-out masked-token CE from
     # cam 5.04 / gaze 5.21 / depth 3.20 / rgb 3.74 (train 2.07 / 2.27 / 2.28 / 3.04: learnt by heart)
@@ -40,7 +40,7 @@ class DemoConfig:
     seconds: int = 8  # seconds per sequence -> 4 clips each
     size: int = 128  # rendered and standard image side
     seed: int = 0
-    jobs: int = 2  # sequences rendered in parallel (one core each)
+    jobs: int = 2  # cores: sequences rendered in parallel, and the video tokenizer's torch threads
     tokenizer_steps: int = 1000  # gaze / cam VQ-VAE steps
     # weight of the cam VQ-VAE's frame-to-frame (motion) loss: measured on the demo's clips (1000 steps), it
     # took the held-out camera RRE ceiling from 4.10 deg (0) to 2.82 (10), 2.75 (30), 2.71 (100); 5.05 at 1
@@ -94,7 +94,8 @@ def build_data(cfg: DemoConfig, out: Path, egom2p: CommandLine) -> DataPaths:
         if done.exists():
             print(f"\n[demo] tokenizer {kind} exists ({done.parent}), skipped")
             continue
-        extra = [f"model.velocity={cfg.cam_velocity}"] if kind == "cam" else []
+        # the steps run one after another, so the video tokenizer (the longest) may take every core
+        extra = {"cam": [f"model.velocity={cfg.cam_velocity}"], "video": [f"threads={cfg.jobs}"]}.get(kind, [])
         _run(egom2p, ["tokenizer", "train", kind, "--clips", str(p.table), "--out", str(p.tokenizers), "registry=tiny",
                       "size=tiny", f"steps={steps}", f"seed={cfg.seed}", *extra])
     _run(egom2p, ["tokenize", "--clips", str(p.table), "--tokenizers", str(p.tokenizers), "--out", str(p.db)])

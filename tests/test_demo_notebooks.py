@@ -6,6 +6,7 @@ tokenize -> train -> predict -> eval, then every notebook executed top to bottom
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nbformat
@@ -34,6 +35,8 @@ def test_demo_writes_every_stage(demo_out):
     assert (out / "clips" / "egogen.lance").is_dir() and (out / "clips" / "egogen.summary.json").is_file()
     for m in ("rgb", "depth", "gaze", "cam"):
         assert (out / "tokenizers" / m / "config.json").is_file()
+    # the video tokenizer, the longest step, trains on every core the demo uses
+    assert json.loads((out / "tokenizers" / "rgb" / "config.json").read_text())["train"]["threads"] == 2
     assert (out / "tokens" / "demo.lance").is_dir()
     assert (out / "predict" / "camera" / "trajectory.tum.txt").read_text().count("\n") >= 60
     assert set(results) == {"camera", "gaze", "depth", "rgb"}

@@ -32,7 +32,7 @@ def add_world_arguments(p, d) -> None:
     p.add_argument("--seconds", type=int, default=d.seconds, help="seconds per sequence")
     p.add_argument("--size", type=int, default=d.size, help="image side")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--jobs", type=int, default=d.jobs, help="sequences rendered in parallel")
+    p.add_argument("--jobs", type=int, default=d.jobs, help="cores: sequences rendered in parallel, video tokenizer threads")
     p.add_argument("--tokenizer-steps", type=int, default=d.tokenizer_steps, help="gaze/cam tokenizer steps")
     p.add_argument("--cam-velocity", type=float, default=d.cam_velocity,
                    help="weight of the camera tokenizer's motion (frame-to-frame) loss")

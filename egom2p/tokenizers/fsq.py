@@ -155,6 +155,7 @@ class FSQVideoConfig:
     temporal_downsample: int = 4
     spatial_downsample: int = 8
     decorrelation: float = 0.0  # weight of the latent-channel decorrelation loss (keeps the codebook in use)
+    entropy: float = 0.0  # weight of the per-channel level-entropy gap (spreads each channel over its levels)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -172,7 +173,10 @@ class FSQVideoConfig:
 
 FSQ_PRESETS = {
     "base": dict(channels=64, channel_mult=(1, 2, 4, 4), num_res_blocks=2, patch_size=1),
-    "tiny": dict(channels=16, channel_mult=(1, 2, 4), num_res_blocks=1, patch_size=2),
+    # the regularisers: on the demo's clips (500 steps) the tiny tokenizer used 16% / 12% of its 1000 codes on
+    # held-out RGB / depth without them (four channels moving together), 85% / 67% with 0.1 each, at the same
+    # round trip (PSNR 19.5 dB, depth AbsRel 0.085); 0.3 each: 95% / 83%, 19.4 dB, 0.088
+    "tiny": dict(channels=16, channel_mult=(1, 2, 4), num_res_blocks=1, patch_size=2, decorrelation=0.1, entropy=0.1),
 }
 
 
@@ -255,17 +259,22 @@ class CausalVideoFSQ(nn.Module):
         return self.decode_codes(q), idx
 
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """Reconstruction loss (L1 + L2) + ``decorrelation`` x latent channel correlation of a batch;
-        returns (loss, {"l1", "mse", "corr", "indices"})."""
+        """Reconstruction loss (L1 + L2) + ``decorrelation`` x latent channel correlation + ``entropy`` x level
+        entropy gap, both over the batch; returns (loss, {"l1", "mse", "corr", "entropy_gap", "indices"})."""
         z = self.encode_latent(x)
         q, idx = self.fsq(z)
         rec = self.decode_codes(q.movedim(-1, 1))
         l1 = (rec - x).abs().mean()
         mse = ((rec - x) ** 2).mean()
-        corr = channel_correlation(self.fsq.bound(z))
-        loss = l1 + mse + self.cfg.decorrelation * corr if self.cfg.decorrelation else l1 + mse
+        b = self.fsq.bound(z)
+        corr, gap = channel_correlation(b), level_entropy_gap(b, self.fsq.levels_list)
+        loss = l1 + mse
+        if self.cfg.decorrelation:
+            loss = loss + self.cfg.decorrelation * corr
+        if self.cfg.entropy:
+            loss = loss + self.cfg.entropy * gap
         return loss, {"l1": float(l1.detach()), "mse": float(mse.detach()), "corr": float(corr.detach()),
-                      "indices": idx}
+                      "entropy_gap": float(gap.detach()), "indices": idx}
 
 
 def channel_correlation(z: torch.Tensor) -> torch.Tensor:
@@ -282,3 +291,23 @@ def channel_correlation(z: torch.Tensor) -> torch.Tensor:
     d = c.shape[0]
     off = c - torch.diag(torch.diagonal(c))
     return (off**2).sum() / max(1, d * (d - 1))
+
+
+def level_entropy_gap(b: torch.Tensor, levels: list[int], temperature: float = 0.25) -> torch.Tensor:
+    """How far the batch's per-channel level histograms are from uniform: sum_c (log L_c - H_c) / sum_c log L_c,
+    0 when every channel spreads evenly over its levels, near 1 when each sits on one level.
+
+    ``b`` [..., d]: bounded latents (:meth:`FSQ.bound`, in level units: channel c rounds to the integers
+    ``-L_c // 2 .. L_c - 1 - L_c // 2``). H_c is the entropy of the batch mean of a soft assignment of each
+    value to those levels (softmax of -squared distance / ``temperature``), so the gap has a gradient. With
+    :func:`channel_correlation` it keeps FSQ's product codebook in use: independent channels that each use
+    all their levels use all the codes.
+    """
+    f = b.reshape(-1, b.shape[-1]).float()
+    gap, total = f.new_zeros(()), 0.0
+    for c, n in enumerate(levels):
+        centres = torch.arange(n, device=f.device, dtype=f.dtype) - n // 2
+        p = torch.softmax(-((f[:, c:c + 1] - centres) ** 2) / temperature, dim=-1).mean(0)
+        gap = gap + math.log(n) + (p * torch.log(p.clamp_min(1e-12))).sum()
+        total += math.log(n)
+    return gap / total
