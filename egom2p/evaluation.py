@@ -43,6 +43,9 @@ CEILING_ROW = "tokenizer round trip"
 TRAIN_LIMIT = 512  # training clips read for the baselines' statistics (evenly spaced over the sorted ids)
 
 
+EXPECTED_ROW = f"{MODEL_ROW}, expected code"  # the row of evaluate(..., expected=True)
+
+
 def mean_row(samples: int) -> str:
     """The table row of the mean of ``samples`` decoded samples (``evaluate(..., samples=K)``)."""
     return f"{MODEL_ROW}, mean of {samples} samples"
@@ -228,10 +231,12 @@ def _compare_row(spec: TaskSpec, rows: list[dict], model: dict, ceiling: dict) -
 
 def evaluate(runner: TaskRunner, task: str, clips: list, *, alignment: str = DEFAULT_ALIGNMENT, batch_size: int = 1,
              weights_dir=None, train_clips: list | None = None, train_source: str = "",
-             progress: bool = True, keep_predictions: bool = False, samples: int = 1) -> EvalReport:
+             progress: bool = True, keep_predictions: bool = False, samples: int = 1,
+             expected: bool = False) -> EvalReport:
     """Run ``task`` on standard clips; score the model, the tokenizer round trip and the baselines against the
     ground truth (one :class:`EvalReport`). ``samples`` > 1 adds the row :func:`mean_row`: the mean of that
-    many samples per clip (:meth:`TaskRunner.sampling`)."""
+    many samples per clip (:meth:`TaskRunner.sampling`); ``expected`` the row :data:`EXPECTED_ROW`: the decode
+    of the expected code (:meth:`TaskRunner.expectation`)."""
     spec = get_task(task)
     S = runner.image_size()
     ctx = ScoreContext(alignment=alignment, weights_dir=weights_dir)
@@ -253,6 +258,15 @@ def evaluate(runner: TaskRunner, task: str, clips: list, *, alignment: str = DEF
         ctx.note(f"{mean}: {samples} samples per clip drawn at temperature 1 (nucleus off) and averaged in the "
                  f"target's geometry (poses: mean translation, chordal mean rotation), the estimate that "
                  f"minimises squared error; {MODEL_ROW}: one decode with the paper's preset")
+    if expected:
+        timing_e = Timing()
+        out_e = runner.expectation().run(spec, inputs, batch_size=batch_size, timing=timing_e, progress=progress)
+        preds[EXPECTED_ROW], kinds[EXPECTED_ROW] = [spec.postprocess(o) for o in out_e], "model"
+        times[EXPECTED_ROW] = timing_e.total_s / n
+        ctx.note(f"{EXPECTED_ROW}: every {spec.target} token queried at once in one pass (the preset's guidance), and "
+                 f"the tokenizer decodes each token's expected code under the model's distribution (camera, gaze: "
+                 f"the mean code vector put back on the codebook's unit sphere; video: the mean level per FSQ "
+                 f"channel): a point estimate without sampling noise")
 
     t0 = time.perf_counter()
     targets = clip_inputs(clips, (spec.target,), S)[spec.target]

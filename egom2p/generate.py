@@ -166,22 +166,25 @@ def _target_logits(model: EgoM2P, enc: tuple, modality: str, query_pos: torch.Te
     return model.logits(h, modality).float()
 
 
+def _guided_logits(model: EgoM2P, visible: list, prev: list, tgt: str, query: torch.Tensor, guidance: float, B: int,
+                   device) -> torch.Tensor:
+    """Logits [B, n, V] of ``tgt`` at ``query`` given ``visible`` + ``prev`` (the target's decoded tokens), with
+    classifier-free guidance ``w``: the unconditional pass sees only ``prev``."""
+    enc_c = _encoder_inputs(model, visible + prev, B, device)
+    if not guidance:
+        return _target_logits(model, enc_c, tgt, query)
+    both = _target_logits(model, _pad_cat(enc_c, _encoder_inputs(model, prev, B, device)), tgt,
+                          torch.cat([query, query], 0))
+    return (1.0 + guidance) * both[:B] - guidance * both[B:]
+
+
 # --------------------------------------------------------------------------------------------------
 # generate
 # --------------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def generate(model: EgoM2P, cond: dict[str, torch.Tensor], targets: list[str] | str,
-             config: GenerationConfig | str | None = None, generator: torch.Generator | None = None
-             ) -> dict[str, torch.Tensor]:
-    """Decode ``targets`` from ``cond`` ({modality: LongTensor [B, num_tokens]}); returns {target: [B, num_tokens]}.
-
-    ``config``: a :class:`GenerationConfig` or a preset name ("camera", "gaze", "depth",
-    "rgb_from_depth"). ``generator``: a torch.Generator on the model's device for reproducible draws.
-    """
-    cfg = get_config(config)
-    targets = [targets] if isinstance(targets, str) else list(targets)
+def _conditioning(model: EgoM2P, cond: dict[str, torch.Tensor], targets: list[str]):
+    """Check ``cond`` against the model and ``targets``; returns (batch size, visible inputs, device)."""
     device = next(model.parameters()).device
     reg = model.registry
     for m in list(cond) + targets:
@@ -202,6 +205,22 @@ def generate(model: EgoM2P, cond: dict[str, torch.Tensor], targets: list[str] | 
             raise ValueError(f"cond[{m!r}] has token ids outside [0, {reg[m].vocab_size})")
         pos = torch.arange(n, device=device).expand(B, n)
         visible.append((m, t.to(device).long(), pos))
+    return B, visible, device
+
+
+@torch.no_grad()
+def generate(model: EgoM2P, cond: dict[str, torch.Tensor], targets: list[str] | str,
+             config: GenerationConfig | str | None = None, generator: torch.Generator | None = None
+             ) -> dict[str, torch.Tensor]:
+    """Decode ``targets`` from ``cond`` ({modality: LongTensor [B, num_tokens]}); returns {target: [B, num_tokens]}.
+
+    ``config``: a :class:`GenerationConfig` or a preset name ("camera", "gaze", "depth",
+    "rgb_from_depth"). ``generator``: a torch.Generator on the model's device for reproducible draws.
+    """
+    cfg = get_config(config)
+    targets = [targets] if isinstance(targets, str) else list(targets)
+    B, visible, device = _conditioning(model, cond, targets)
+    reg = model.registry
     was_training = model.training
     model.eval()
     out: dict[str, torch.Tensor] = {}
@@ -210,6 +229,23 @@ def generate(model: EgoM2P, cond: dict[str, torch.Tensor], targets: list[str] | 
         visible.append((tgt, out[tgt], torch.arange(reg[tgt].num_tokens, device=device).expand(B, -1)))
     model.train(was_training)
     return out
+
+
+@torch.no_grad()
+def target_distribution(model: EgoM2P, cond: dict[str, torch.Tensor], target: str, guidance: float = 0.0
+                        ) -> torch.Tensor:
+    """The model's distribution over the codes of every ``target`` token given ``cond``, all tokens queried
+    at once in one pass (with ``guidance`` w as in :func:`generate`): float [B, num_tokens, vocab]. Each
+    token's marginal given the conditioning, which the expected-code decode of a tokenizer turns into a point
+    estimate (``TaskRunner.expectation``)."""
+    B, visible, device = _conditioning(model, cond, [target])
+    n = model.registry[target].num_tokens
+    query = torch.arange(n, device=device).expand(B, n)
+    was_training = model.training
+    model.eval()
+    probs = _guided_logits(model, visible, [], target, query, guidance, B, device).softmax(-1)
+    model.train(was_training)
+    return probs
 
 
 def _decode_one(model, visible, tgt, cfg, B, device, generator) -> torch.Tensor:
@@ -231,14 +267,7 @@ def _decode_one(model, visible, tgt, cfg, B, device, generator) -> torch.Tensor:
             query = order[:, done:done + k]  # [B, k]
         else:  # maskgit: query every masked position
             query = (~decided).nonzero()[:, 1].view(B, n - done)
-        enc_c = _encoder_inputs(model, visible + prev, B, device)
-        if cfg.guidance:
-            enc_u = _encoder_inputs(model, prev, B, device)
-            both = _target_logits(model, _pad_cat(enc_c, enc_u), tgt, torch.cat([query, query], 0))
-            lc, lu = both[:B], both[B:]
-            logits = (1.0 + cfg.guidance) * lc - cfg.guidance * lu
-        else:
-            logits = _target_logits(model, enc_c, tgt, query)
+        logits = _guided_logits(model, visible, prev, tgt, query, cfg.guidance, B, device)
         tok, conf = sample_logits(logits, cfg, generator)
         if cfg.schedule == "maskgit":
             keep = torch.topk(conf, k, dim=1).indices  # the k most confident of the masked positions

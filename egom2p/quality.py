@@ -22,13 +22,16 @@ MAIN_METRICS = (("camera", "ate", "camera ATE (m)", True), ("camera", "rre", "ca
                 ("gaze", "mse", "gaze MSE", True), ("depth", "abs_rel", "depth AbsRel", True),
                 ("rgb", "psnr", "RGB PSNR (dB)", False), ("rgb", "ssim", "RGB SSIM", False))
 MODEL_ROW = "EgoM2P"
+# the model's estimates a learning-curve cell shows, when its evals have them: (collect key, what it is)
+ESTIMATES = (("model", "one decode with the paper's preset"), ("mean", "the mean of several samples (eval --samples)"),
+             ("expected", "the decode of the expected code (eval --expected)"))
 
 
 @dataclass
 class QualityConfig(DemoConfig):
     out: Path = Path("quality_out")
     # Sized for <= 60 min on 2 CPU cores (about 45: the data steps ~14 min, each of the 3 trainings ~6, their
-    # evaluations on 48 clips with 8 samples ~4): 96 sequences of 8 s = 384 clips (288 train, 96 val).
+    # evaluations on 48 clips ~2): 96 sequences of 8 s = 384 clips (288 train, 96 val).
     sequences: int = 96
     seed: int = 1
     tokenizer_steps: int = 2000
@@ -86,18 +89,19 @@ def _kind(row: dict) -> str:
 
 
 def collect(results: dict) -> dict:
-    """{(task, key): {"model", "mean" (the mean-of-samples row, if any), "baseline", "baseline_name", "ceiling"}}
-    from one run's eval JSONs."""
+    """{(task, key): {"model", "mean" (the mean-of-samples row, if any), "expected" (the expected-code row, if any),
+    "baseline", "baseline_name", "ceiling"}} from one run's eval JSONs."""
     out = {}
     for task, key, _label, low in MAIN_METRICS:
         rows = results.get(task, {}).get("rows", [])
         model = next((r.get(key) for r in rows if r["method"] == MODEL_ROW), None)
-        mean = next((r.get(key) for r in rows if _kind(r) == "model" and r["method"] != MODEL_ROW), None)
+        mean = next((r.get(key) for r in rows if r["method"].startswith(f"{MODEL_ROW}, mean of ")), None)
+        expected = next((r.get(key) for r in rows if r["method"] == f"{MODEL_ROW}, expected code"), None)
         ceiling = next((r.get(key) for r in rows if _kind(r) == "ceiling"), None)
         base = [(r.get(key), r["method"]) for r in rows if _kind(r) == "baseline" and r.get(key) is not None]
         best = (min if low else max)(base, default=(None, None), key=lambda b: b[0])
-        out[(task, key)] = {"model": model, "mean": mean, "baseline": best[0], "baseline_name": best[1],
-                            "ceiling": ceiling}
+        out[(task, key)] = {"model": model, "mean": mean, "expected": expected, "baseline": best[0],
+                            "baseline_name": best[1], "ceiling": ceiling}
     return out
 
 
@@ -107,11 +111,11 @@ def write_curve(out: Path, points: list[dict]) -> tuple[Path, Path, Path]:
     heads = ["training clips"] + [label + (" ↓" if low else " ↑") for _, _, label, low in MAIN_METRICS]
     heads += ["token CE held-out / train ↓"]
     lines = ["| " + " | ".join(heads) + " |", "|" + "|".join(["---:"] * len(heads)) + "|"]
+    shown = [(e, what) for e, what in ESTIMATES
+             if e == "model" or any(v.get(e) is not None for p in points for v in p["metrics"].values())]
     for p in points:
         cells = [f"{p['train_clips']} ({p['fraction']:g})"]
-        cells += [fmt(p["metrics"][(t, k)]["model"], label)
-                  + (f" / {fmt(p['metrics'][(t, k)]['mean'], label)}" if p["metrics"][(t, k)].get("mean") is not None
-                     else "") for t, k, label, _ in MAIN_METRICS]
+        cells += [" / ".join(fmt(p["metrics"][(t, k)].get(e), label) for e, _ in shown) for t, k, label, _ in MAIN_METRICS]
         loss = p.get("token_ce") or {}
         cells.append(" / ".join("n/a" if loss.get(s) is None else f"{loss[s]:.3f}" for s in ("val", "train")))
         lines.append("| " + " | ".join(cells) + " |")
@@ -121,9 +125,8 @@ def write_curve(out: Path, points: list[dict]) -> tuple[Path, Path, Path]:
         + " | |")
     lines.append("| tokenizer round trip | " + " | ".join(fmt(last[(t, k)]["ceiling"], label)
                                                         for t, k, label, _ in MAIN_METRICS) + " | |")
-    if any(v.get("mean") is not None for p in points for v in p["metrics"].values()):
-        lines += ["", "EgoM2P cells: one decode with the paper's preset / the mean of several samples (egom2p eval "
-                  "--samples)."]
+    if len(shown) > 1:
+        lines += ["", "EgoM2P cells: " + " / ".join(what for _, what in shown) + "."]
     lines += ["", "Token CE: the masked-token cross-entropy (nats, mean over modalities) of each run on the held-out "
               "clips of the full token DB and on its own training clips, under its training masking: the gap "
               "between the two is over-fitting."]
@@ -155,11 +158,10 @@ def _plot(path: Path, points: list[dict]) -> None:
     ax.legend(fontsize=7)
     axes.ravel()[-2].axis("off")
     for ax, (t, k, label, low) in zip(axes.ravel(), MAIN_METRICS):
-        y = [p["metrics"][(t, k)]["model"] for p in points]
-        ax.plot(x, y, "o-", label=MODEL_ROW)
-        y = [p["metrics"][(t, k)].get("mean") for p in points]
-        if all(v is not None for v in y):
-            ax.plot(x, y, "o-", label=f"{MODEL_ROW}, mean of samples")
+        for e, what in ESTIMATES:
+            y = [p["metrics"][(t, k)].get(e) for p in points]
+            if all(v is not None for v in y):
+                ax.plot(x, y, "o-", label=f"{MODEL_ROW}, {what.split(' (')[0]}")
         last = points[-1]["metrics"][(t, k)]
         if last["baseline"] is not None:
             ax.axhline(last["baseline"], color="tab:red", ls="--", label=f"best baseline ({last['baseline_name']})")
@@ -193,7 +195,8 @@ def run_quality(cfg: QualityConfig, egom2p: CommandLine) -> Path:
         print(f"\n[quality] {tag}: {n} training clips -> {db}", flush=True)
         run_dir = out / "runs" / tag
         train_model(db, run_dir, cfg.train_steps, cfg.seed)
-        results = evaluate_tasks(run_dir, data, out / "eval" / tag, cfg.eval_limit, egom2p, cfg.samples)
+        results = evaluate_tasks(run_dir, data, out / "eval" / tag, cfg.eval_limit, egom2p, cfg.samples,
+                                   cfg.expected)
         points.append({"fraction": frac, "train_clips": n, "run": str(run_dir), "metrics": collect(results),
                        "token_ce": token_ce(run_dir, data.db, db)})
     md, js, png = write_curve(out, points)

@@ -132,3 +132,25 @@ def test_trained_model_follows_its_conditioning(trained):
     acc_roll = (swapped == truth.roll(5, 0)).float().mean().item()
     print(f"cam from gaze: accuracy {acc:.3f}; with other clips' gaze {acc_swapped:.3f} (follows them: {acc_roll:.3f})")
     assert acc > 0.3 and acc_roll > 0.3 and acc_swapped < acc / 2
+
+
+@pytest.mark.parametrize("guidance", [0.0, 1.0])
+def test_target_distribution_is_the_one_pass_marginal_of_generate(untrained, trained, guidance):
+    from egom2p.generate import target_distribution
+
+    g = torch.Generator().manual_seed(0)
+    cond = {"gaze": torch.randint(0, 64, (3, 30), generator=g)}
+    for model in (untrained, trained):
+        p = target_distribution(model, cond, "cam", guidance=guidance)
+        assert p.shape == (3, 30, 64) and torch.allclose(p.sum(-1), torch.ones(3, 30), atol=1e-5)
+        # one step, every token at once, near-zero temperature: generate takes each token's most likely code
+        greedy = generate(model, cond, ["cam"], GenerationConfig(steps=1, temperature=1e-6, guidance=guidance),
+                          torch.Generator().manual_seed(1))["cam"]
+        assert torch.equal(p.argmax(-1), greedy)
+    # the trained model's marginal puts its mass on the code its training pairs tie to the gaze (chance: 1/64)
+    gaze = (torch.arange(16)[:, None] * 4 + torch.arange(30)) % 64
+    truth = torch.as_tensor(cam_from_gaze(gaze.numpy(), 64))
+    p = target_distribution(trained, {"gaze": gaze}, "cam", guidance=guidance)
+    assert p.gather(-1, truth[..., None]).mean() > 10 / 64
+    with pytest.raises(ValueError, match="both conditioning and targets"):
+        target_distribution(trained, {"cam": truth}, "cam")

@@ -68,6 +68,17 @@ def test_learning_curve_table_and_plot(tmp_path):
     assert "| 144 (1) | 0.1500 |" in text and "0.1600 (constant velocity)" in text and "| tokenizer round trip |" in text
     assert len(json.loads(js.read_text())) == 3 and png.stat().st_size > 10_000
     assert len(MAIN_METRICS) == 6
+    # evals with the expected-code row: each cell gives both estimates, and the note says which is which
+    for p in pts:
+        for v in p["metrics"].values():
+            v["expected"] = None if v["model"] is None else round(v["model"] * 0.9, 6)
+    md, _, _ = write_curve(tmp_path, pts)
+    text = md.read_text()
+    assert "| 36 (0.25) | 0.3000 / 0.2700 | 3.00 / 2.70 | 0.0200 / 0.0180 |" in text
+    assert "EgoM2P cells: one decode with the paper's preset / the decode of the expected code" in text
+    rows = {m: {"mse": 0.01} for m in ("EgoM2P", "EgoM2P, mean of 8 samples", "EgoM2P, expected code")}
+    got = collect({"gaze": _report("gaze", rows | {"EgoM2P, expected code": {"mse": 0.005}})})[("gaze", "mse")]
+    assert (got["model"], got["mean"], got["expected"]) == (0.01, 0.01, 0.005)
 
 
 def test_held_out_token_ce_shows_the_gap_of_a_model_fit_to_few_clips(tmp_path):

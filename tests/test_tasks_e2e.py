@@ -144,6 +144,63 @@ def test_predict_camera_on_a_video(pipeline, tmp_path):
     assert gt2["errors"]["ate"] == pytest.approx(gt["errors"]["ate"], abs=1e-5)
 
 
+def test_predict_samples_writes_the_mean_of_samples(pipeline, tmp_path, monkeypatch):
+    from egom2p.cli import main
+    from egom2p.tasks import TaskRunner, run_task
+
+    asked, sampling = [], TaskRunner.sampling
+    monkeypatch.setattr(TaskRunner, "sampling", lambda self, k: asked.append(k) or sampling(self, k))
+
+    video = tmp_path / "walk.mp4"
+    encode_h264(pipeline["clips"][-1].rgb, fps=30, path=video)  # one window
+    base = ["--ckpt", str(pipeline["ckpt"]), "--tokenizers", str(pipeline["tokenizers"]), "--video", str(video)]
+    assert main(["predict", "gaze", *base, "--out", str(tmp_path / "one")]) == 0
+    assert main(["predict", "gaze", *base, "--out", str(tmp_path / "mean"), "--samples", "4"]) == 0
+    assert json.loads((tmp_path / "mean" / "predict.json").read_text())["samples"] == 4 and asked == [4]
+
+    def xy(d):
+        return np.loadtxt(tmp_path / d / "gaze.csv", delimiter=",", skiprows=1)[:, 2:4]
+
+    runner = TaskRunner.load(pipeline["ckpt"], pipeline["tokenizers"], seed=0).sampling(4)
+    expected = run_task(runner, "gaze", video=str(video)).prediction
+    assert xy("mean").shape == (60, 2) and np.allclose(xy("mean"), expected, atol=1e-5)
+    assert xy("one").shape == (60, 2)
+    assert main(["predict", "gaze", *base, "--out", str(tmp_path / "bad"), "--samples", "0"]) == 2
+
+
+def test_expected_code_in_predict_and_eval(pipeline, tmp_path, monkeypatch):
+    from egom2p.cli import main
+    from egom2p.tasks import TaskRunner, run_task
+
+    ran, run = [], TaskRunner.run
+    monkeypatch.setattr(TaskRunner, "run", lambda self, *a, **k: ran.append(self.expected) or run(self, *a, **k))
+
+    video = tmp_path / "walk.mp4"
+    encode_h264(pipeline["clips"][-1].rgb, fps=30, path=video)  # one window
+    base = ["--ckpt", str(pipeline["ckpt"]), "--tokenizers", str(pipeline["tokenizers"])]
+    assert main(["predict", "camera", *base, "--video", str(video), "--out", str(tmp_path / "exp"), "--expected"]) == 0
+    assert json.loads((tmp_path / "exp" / "predict.json").read_text())["expected"] is True and ran == [True]
+    from egom2p.tasks import read_tum
+
+    _, T = read_tum(tmp_path / "exp" / "trajectory.tum.txt")
+    runner = TaskRunner.load(pipeline["ckpt"], pipeline["tokenizers"]).expectation()
+    want = run_task(runner, "camera", video=str(video)).prediction
+    assert runner.expected and np.allclose(T, want, atol=1e-4)
+    R = T[:, :3, :3].astype(np.float64)  # the decoded poses are rigid
+    assert np.allclose(R @ np.swapaxes(R, 1, 2), np.eye(3), atol=1e-4) and np.allclose(np.linalg.det(R), 1, atol=1e-4)
+    assert main(["predict", "camera", *base, "--video", str(video), "--out", str(tmp_path / "x"), "--expected",
+                 "--samples", "4"]) == 2  # one estimate at a time
+    # eval: the extra row, compared with the best baseline like the one decode
+    assert main(["eval", "gaze", *base, "--clips", str(pipeline["table"]), "--limit", "2", "--out", str(tmp_path),
+                 "--expected"]) == 0
+    data = json.loads((tmp_path / "eval_gaze.json").read_text())
+    rows = {r["method"]: r for r in data["rows"]}
+    assert rows["EgoM2P, expected code"]["kind"] == "model" and rows["EgoM2P, expected code"]["clips"] == 2
+    assert 0 <= rows["EgoM2P, expected code"]["mse"] < 1
+    assert [c["method"] for c in data["comparison"]] == ["EgoM2P", "EgoM2P, expected code"]
+    assert "expected code" in (tmp_path / "eval_gaze.md").read_text()
+
+
 def test_predict_depth_on_a_long_video_is_one_even_8fps_timeline(pipeline, tmp_path):
     from egom2p.cli import main
     from egom2p.tasks.inputs import token_grid_frame

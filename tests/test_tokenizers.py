@@ -92,6 +92,47 @@ def test_video_tokenizer_interface_rgb_and_depth(tmp_path):
         load_tokenizer(tmp_path / "rgb", registry="base")
 
 
+def test_expected_code_decode(tmp_path):
+    """A distribution over the codes decodes as its expected code: a one-hot one exactly as its token, an even
+    mix of two codes as their mean (FSQ: per channel; the VQ-VAE's cosine codebook: the mean direction)."""
+    from egom2p.tokenizers.vqvae import VQVAE_PRESETS, SequenceVQVAE, VQVAEConfig
+
+    spec = TINY["rgb"]
+    torch.manual_seed(0)
+    net = CausalVideoFSQ(FSQVideoConfig(levels=spec.fsq_levels, **FSQ_PRESETS["tiny"])).eval()
+    seq = SequenceVQVAE(VQVAEConfig(in_channels=2, codebook_size=64, **VQVAE_PRESETS["tiny"])).eval()
+    for m, model, kind in (("depth", net, "fsq"), ("gaze", seq, "vqvae")):
+        save_tokenizer(tmp_path / m, model, kind=kind, modality=m, registry=TINY, model_config=model.cfg.to_dict())
+    toks = load_tokenizers(tmp_path)
+    clip = make_clip(size=64, seed=2)
+    for m, x in (("depth", clip.depth[None]), ("gaze", clip.gaze[None])):
+        tok, V = toks[m], TINY[m].vocab_size
+        ids = tok.encode(x)
+        onehot = np.eye(V, dtype=np.float32)[ids]  # [1, n, V]
+        np.testing.assert_allclose(tok.decode_expected(onehot), tok.decode(ids), atol=1e-5)
+        other = (ids + 7) % V
+        mix = (onehot + np.eye(V, dtype=np.float32)[other]) / 2
+        with torch.no_grad():
+            if m == "depth":
+                codes = (net.fsq.indices_to_codes(torch.as_tensor(ids)) + net.fsq.indices_to_codes(torch.as_tensor(other))) / 2
+                video = net.decode_codes(codes.reshape(1, *spec.token_grid, -1).movedim(-1, 1)).clamp(-1, 1)
+                want = tok.info.postprocess(video[:, :, :spec.frames].numpy(), None)
+            else:
+                e = seq.codebook.embed
+                z = torch.nn.functional.normalize(e[torch.as_tensor(ids)] + e[torch.as_tensor(other)], dim=-1)
+                want = tok.info.postprocess(seq.decode_latent(z).numpy(), tok.norm)
+        np.testing.assert_allclose(tok.decode_expected(mix), want, atol=1e-5)
+        assert not np.allclose(tok.decode_expected(mix), tok.decode(ids), atol=1e-3)
+
+    class IdsOnly(VideoTokenizer):  # a decoder of token ids only, as a Cosmos TorchScript decoder
+        def __init__(self):
+            self.modality, self.identity = "rgb", {"kind": "cosmos"}
+            self.backend = object()
+
+    with pytest.raises(TokenizerError, match="rgb tokenizer \\(cosmos\\) decodes token ids only"):
+        IdsOnly().decode_expected(np.zeros((1, spec.num_tokens, spec.vocab_size), np.float32))
+
+
 def test_level_entropy_gap():
     from egom2p.tokenizers.fsq import level_entropy_gap
 

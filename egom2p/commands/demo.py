@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 
@@ -22,7 +23,7 @@ def run(args) -> int:
 
 
 WORLD_FIELDS = ("out", "sequences", "seconds", "size", "seed", "jobs", "tokenizer_steps", "cam_velocity", "video_steps",
-                "train_steps", "eval_limit", "samples")
+                "train_steps", "eval_limit", "samples", "expected")
 
 
 def add_world_arguments(p, d) -> None:
@@ -42,6 +43,8 @@ def add_world_arguments(p, d) -> None:
     p.add_argument("--eval-limit", type=int, default=d.eval_limit, help="held-out clips per evaluation")
     p.add_argument("--samples", type=int, default=d.samples,
                    help="the evaluations also score the mean of this many samples per clip (1: only one decode)")
+    p.add_argument("--expected", action=argparse.BooleanOptionalAction, default=d.expected,
+                   help="the evaluations also score the decode of the expected code (egom2p eval --expected)")
 
 
 def config_from_args(cls, args, **extra):

@@ -18,7 +18,9 @@ baselines:
 
 ``--samples N`` adds the row "EgoM2P, mean of N samples": N samples per clip drawn at temperature 1 and
 averaged in the target's geometry (poses: mean translation and chordal mean rotation), the point estimate
-that minimises squared error, beside the paper's one decode.
+that minimises squared error, beside the paper's one decode. ``--expected`` adds the row "EgoM2P, expected
+code": all target tokens queried in one pass and the tokenizer's decode of each token's expected code
+(the probability-weighted mean code), a point estimate without sampling noise.
 
 "Training" baselines use the train split of the given clips tables (else of the checkpoint's token DB
 lineage); the notes under the table say which. Below the table: the factor of the model against the
@@ -50,6 +52,8 @@ def register(sub) -> None:
     p.add_argument("--samples", type=int, default=1,
                    help="also score the mean of N samples per clip (drawn at temperature 1, averaged in the target's "
                         "geometry) as an extra row; default 1: only the paper's one decode")
+    p.add_argument("--expected", action="store_true",
+                   help="also score the decode of the expected code of each target token (one pass) as an extra row")
     p.add_argument("--train-limit", type=int, default=None,
                    help="training clips read for the baselines' statistics (default 512)")
     p.set_defaults(func=run_eval)
@@ -71,7 +75,8 @@ def run_eval(args) -> int:
     print(f"egom2p eval {args.task}: {len(clips)} clips (split {split}) from {', '.join(args.clips)}; "
           f"registry {runner.registry.config}, device {args.device}")
     report = evaluate(runner, args.task, clips, alignment=args.alignment, batch_size=args.batch_size,
-                      weights_dir=args.weights, train_clips=train, train_source=source, samples=args.samples)
+                      weights_dir=args.weights, train_clips=train, train_source=source, samples=args.samples,
+                      expected=args.expected)
     report.settings.update({"ckpt": os.fspath(args.ckpt), "tokenizers": os.fspath(args.tokenizers),
                             "clips": list(args.clips), "split": split})
     print()

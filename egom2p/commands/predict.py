@@ -9,7 +9,9 @@
 
 Videos of any length >= 2 s are cut into 2-second windows (see egom2p.tasks); depth input is a
 .npy float array [N, H, W] (or .npz with 'depth'), metric z-depth in metres by default. ``--gt``
-(camera) puts a ground-truth trajectory beside the prediction in the plot and scores it.
+(camera) puts a ground-truth trajectory beside the prediction in the plot and scores it. ``--samples N``
+writes the mean of N samples per window (the "mean of N samples" row of ``egom2p eval``) instead of one
+decode with the task's preset; ``--expected`` the decode of each target token's expected code (one pass).
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--stride", type=int, default=None, help="window stride in 30 FPS frames (default: per task)")
     p.add_argument("--batch-size", type=int, default=8, help="windows per model call")
+    p.add_argument("--samples", type=int, default=1,
+                   help="output the mean of N samples per window (drawn at temperature 1, averaged in the target's "
+                        "geometry, as the mean row of egom2p eval) instead of one decode with the task's preset")
+    p.add_argument("--expected", action="store_true",
+                   help="output the decode of the expected code of each target token (one pass; the \"expected code\" "
+                        "row of egom2p eval) instead of one decode with the task's preset")
     p.add_argument("--gt", default=None,
                    help="camera: ground truth to plot and score beside the prediction: a TUM file (first timestamp = "
                         "the video's first frame) or a clip id of --gt-clips (a clip of the video's sequence)")
@@ -52,7 +60,11 @@ def run_predict(args) -> int:
     with as_user_error(ValueError):
         if args.gt is not None and TASKS[args.task].target != "cam":
             raise TaskInputError(f"--gt is for the camera task, not {args.task}")
+        if args.samples < 1 or (args.expected and args.samples > 1):
+            raise TaskInputError(f"--samples must be >= 1 and cannot go with --expected (got {args.samples})")
         runner = load_runner(args)
+        runner = runner.sampling(args.samples) if args.samples > 1 else runner
+        runner = runner.expectation() if args.expected else runner
         result = run_task(runner, args.task, video=args.video, depth=args.depth, depth_fps=args.depth_fps,
                           depth_kind=args.depth_kind, stride=args.stride, batch_size=args.batch_size)
         if args.gt is not None:
@@ -61,7 +73,9 @@ def run_predict(args) -> int:
     t = result.timing
     summary = {"task": args.task, "input": os.fspath(args.video or args.depth), "windows": len(result.starts),
                "window_starts": result.starts, "padding_frames": result.padding,
-               "output_frames": int(len(result.frame_index)), "timing": t.as_dict(), "outputs": paths,
+               "output_frames": int(len(result.frame_index)), "samples": args.samples,
+               "expected": args.expected, "timing": t.as_dict(),
+               "outputs": paths,
                "ckpt": os.fspath(args.ckpt), "tokenizers": os.fspath(args.tokenizers)}
     if result.reference is not None:
         ref = result.reference

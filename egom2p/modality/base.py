@@ -69,7 +69,7 @@ class ModalityInfo:
       (None: :func:`plot_channels`, every feature over the frames).
     * ``preset``: the default generation preset (:data:`egom2p.generate.PRESETS`) that makes it.
     * ``average(samples)``: K decoded samples [K, ...] -> their mean [...] in the modality's own geometry
-      (the point estimate of ``egom2p eval --samples K``); default :func:`mean_samples`.
+      (the point estimate of ``egom2p eval --samples K`` and ``predict --samples K``); default :func:`mean_samples`.
     """
 
     name: str

@@ -82,6 +82,9 @@ class TaskRunner:
     # decoded samples per window, averaged in the target's geometry (its registry entry's ``average``): the
     # point estimate that minimises squared error; use it with SAMPLING (see :meth:`sampling`)
     samples: int = 1
+    # decode the expected code of each target token under the model's distribution (one pass; see
+    # :meth:`expectation`) instead of generated tokens
+    expected: bool = False
 
     @classmethod
     def load(cls, ckpt, tokenizers_dir, device: str = "cpu", allow_foreign_tokenizers: bool = False,
@@ -111,6 +114,15 @@ class TaskRunner:
         from dataclasses import replace
 
         return replace(self, samples=int(samples), generation={**self.generation, **SAMPLING})
+
+    def expectation(self) -> "TaskRunner":
+        """This runner, outputting the decode of the expected code: every target token is queried at once
+        (:func:`egom2p.generate.target_distribution`, the preset's guidance) and its tokenizer decodes the
+        probability-weighted mean code (``Tokenizer.decode_expected``). A point estimate like the mean of
+        samples, without the sampling noise, at the cost of one forward pass."""
+        from dataclasses import replace
+
+        return replace(self, expected=True, samples=1)
 
     def image_size(self) -> int:
         return int(next(s.image_size for s in self.registry if s.image_size))  # the video modalities' side
@@ -151,7 +163,7 @@ class TaskRunner:
 
         Returns the tokenizer's decode output: cam [W, 60, 4, 4]; gaze [W, 60, 2]; depth
         [W, 16, S, S]; rgb uint8 [W, 16, S, S, 3]. With ``samples`` > 1: the mean of that many decoded
-        samples per window (the target's ``average``).
+        samples per window (the target's ``average``); with ``expected``: the decode of the expected code.
         """
         import torch
 
@@ -179,19 +191,32 @@ class TaskRunner:
             timing.encode_s += time.perf_counter() - t0
             k = max(1, self.samples)  # the samples of a batch go through the model as one batch, k blocks
             cond = {m: t.repeat(k, *([1] * (t.dim() - 1))) for m, t in cond.items()} if k > 1 else cond
-            t1 = time.perf_counter()
-            tokens = self.generate_tokens(task, cond, cfg, gen, i)
+            dec = self._generate_and_decode(task, cond, cfg, gen, i, timing)
+            if k > 1:
+                dec = modality_info(task.target).average(dec.reshape(k, len(dec) // k, *dec.shape[1:]))
+            outs.append(dec)
+        timing.windows += n
+        return np.concatenate(outs, 0)
+
+    def _generate_and_decode(self, task: TaskSpec, cond: dict, cfg, gen, first: int, timing: Timing) -> np.ndarray:
+        """Conditioning tokens -> the decoded target of each row: generated tokens decoded, or with ``expected``
+        the decode of the expected codes of the one-pass distributions."""
+        from ..generate import get_config, target_distribution
+
+        t1 = time.perf_counter()
+        if self.expected:
+            probs = target_distribution(self.model, cond, task.target, guidance=get_config(cfg).guidance)
+            _sync(self.device)
+            t2 = time.perf_counter()
+            dec = self.tokenizer(task.target).decode_expected(probs.cpu().numpy())
+        else:
+            tokens = self.generate_tokens(task, cond, cfg, gen, first)
             _sync(self.device)
             t2 = time.perf_counter()
             spec = self.registry[task.target]
             if tokens.min() < 0 or tokens.max() >= spec.vocab_size:
                 raise RuntimeError(f"generated {task.target} tokens outside [0, {spec.vocab_size})")
             dec = self.tokenizer(task.target).decode(tokens.detach().cpu())
-            dec = dec.detach().cpu().numpy() if hasattr(dec, "detach") else np.asarray(dec)
-            if k > 1:
-                dec = modality_info(task.target).average(dec.reshape(k, len(dec) // k, *dec.shape[1:]))
-            outs.append(dec)
-            timing.generate_s += t2 - t1
-            timing.decode_s += time.perf_counter() - t2
-        timing.windows += n
-        return np.concatenate(outs, 0)
+        timing.generate_s += t2 - t1
+        timing.decode_s += time.perf_counter() - t2
+        return dec.detach().cpu().numpy() if hasattr(dec, "detach") else np.asarray(dec)

@@ -33,6 +33,13 @@ class Tokenizer:
     def decode(self, tokens) -> np.ndarray:
         raise NotImplementedError  # pragma: no cover - abstract
 
+    def decode_expected(self, probs) -> np.ndarray:
+        """A distribution over the codes of each token, float [B, spec.num_tokens, vocab] -> the decode of its
+        expected code (the output format of :meth:`decode`). Only tokenizers whose decoder takes code vectors
+        have it."""
+        raise TokenizerError(f"the {self.modality} tokenizer ({self.identity.get('kind')}) decodes token ids only; "
+                             f"it has no expected-code decode")
+
     def to(self, device) -> "Tokenizer":
         raise NotImplementedError  # pragma: no cover - abstract
 

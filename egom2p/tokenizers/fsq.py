@@ -254,6 +254,14 @@ class CausalVideoFSQ(nn.Module):
         q = self.fsq.indices_to_codes(idx).movedim(-1, 1)
         return self.decode_codes(q.to(next(self.parameters()).dtype)).clamp(-1, 1)
 
+    @torch.no_grad()
+    def decode_expected(self, probs: torch.Tensor) -> torch.Tensor:
+        """probs [B, t, h, w, K] over the codes -> video decoded from the expected code of each position
+        (per channel: the probability-weighted mean of its levels)."""
+        dtype = next(self.parameters()).dtype
+        codes = self.fsq.indices_to_codes(torch.arange(probs.shape[-1], device=probs.device)).to(dtype)  # [K, d]
+        return self.decode_codes((probs.to(dtype) @ codes).movedim(-1, 1)).clamp(-1, 1)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         q, idx = self.encode_codes(x)
         return self.decode_codes(q), idx

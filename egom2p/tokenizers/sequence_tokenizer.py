@@ -59,3 +59,9 @@ class SequenceTokenizer(Tokenizer):
 
     def decode(self, tokens) -> np.ndarray:
         return self.info.postprocess(self.decode_model_space(tokens), self.norm)
+
+    def decode_expected(self, probs) -> np.ndarray:
+        p = torch.as_tensor(np.asarray(probs), dtype=torch.float32, device=self.device)
+        with torch.no_grad():
+            out = self.model.decode_expected(p).float().cpu().numpy()
+        return self.info.postprocess(out, self.norm)

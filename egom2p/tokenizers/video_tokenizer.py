@@ -80,3 +80,10 @@ class VideoTokenizer(Tokenizer):
         idx = torch.as_tensor(np.asarray(tokens), dtype=torch.long).reshape(-1, *self.spec.token_grid).to(self.device)
         video = self.backend.decode_indices(idx)[:, :, : self.spec.frames].float().cpu()  # [B, 3, 16, S, S]
         return self.info.postprocess(video.numpy(), None)
+
+    def decode_expected(self, probs) -> np.ndarray:
+        if not hasattr(self.backend, "decode_expected"):  # e.g. a Cosmos decoder: a TorchScript of the ids
+            return super().decode_expected(probs)
+        p = torch.as_tensor(np.asarray(probs), dtype=torch.float32).to(self.device)
+        video = self.backend.decode_expected(p.reshape(-1, *self.spec.token_grid, p.shape[-1]))
+        return self.info.postprocess(video[:, :, : self.spec.frames].float().cpu().numpy(), None)

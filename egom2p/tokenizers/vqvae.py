@@ -163,6 +163,12 @@ class SequenceVQVAE(nn.Module):
     def decode_indices(self, idx: torch.Tensor) -> torch.Tensor:
         return self.decode_latent(self.codebook.lookup(idx))
 
+    @torch.no_grad()
+    def decode_expected(self, probs: torch.Tensor) -> torch.Tensor:
+        """probs [B, 30, K] over the codes -> x [B, 60, C] decoded from the expected code, put back on the unit
+        sphere the codes live on (the mean direction; a one-hot distribution decodes exactly as its code)."""
+        return self.decode_latent(F.normalize(probs.to(self.codebook.embed.dtype) @ self.codebook.embed, dim=-1))
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x [B, 60, C] -> (reconstruction [B, 60, C], indices [B, 30], commitment loss)."""
         q, idx, commit = self.codebook(self.encode_latent(x))
