@@ -29,9 +29,10 @@ CommandLine = Callable[[list[str]], int]
 @dataclass
 class DemoConfig:
     out: Path = Path("demo_out")
-    # Sized to finish in 15 min on 2 CPU cores (measured 15.0 with the video tokenizer at one thread: render
-    # 50 s, curate 55 s, cam/gaze tokenizers 30 + 27 s, video tokenizer 290 s, tokenize 47 s, EgoM2P 210 s,
-    # four evals of 48 clips with 8 samples 190 s; the video tokenizer on both cores: 156 s). 48 sequences rather than 12: the data steps are cheap
+    # Sized to finish well inside 15 min on 2 CPU cores (measured 9.3: render 48 s, curate 40 s, cam/gaze
+    # tokenizers 27 + 25 s, video tokenizer on both cores 144 s (290 s at one thread), tokenize 35 s, EgoM2P
+    # 180 s, four evals of 48 clips with the expected-code row 60 s (190 s with 8 samples instead)).
+    # 48 sequences rather than 12: the data steps are cheap
     # (render + curate + tokenize of 192 clips took 2.7 min) and, measured on the same 12 held-out clips
     # at 1500 steps, 144 training clips instead of 36 took the held-out masked-token CE from
     # cam 5.04 / gaze 5.21 / depth 3.20 / rgb 3.74 (train 2.07 / 2.27 / 2.28 / 3.04: learnt by heart)
