@@ -251,22 +251,23 @@ def evaluate(runner: TaskRunner, task: str, clips: list, *, alignment: str = DEF
     out = runner.run(spec, inputs, batch_size=batch_size, timing=timing, progress=progress)
     preds[MODEL_ROW] = [spec.postprocess(o) for o in out]
     kinds[MODEL_ROW], times[MODEL_ROW] = "model", timing.total_s / n
+    extra = []  # (row, runner, note): the other point estimates of the model
     if samples > 1:
-        mean, timing_k = mean_row(samples), Timing()
-        out_k = runner.sampling(samples).run(spec, inputs, batch_size=batch_size, timing=timing_k, progress=progress)
-        preds[mean], kinds[mean], times[mean] = [spec.postprocess(o) for o in out_k], "model", timing_k.total_s / n
-        ctx.note(f"{mean}: {samples} samples per clip drawn at temperature 1 (nucleus off) and averaged in the "
-                 f"target's geometry (poses: mean translation, chordal mean rotation), the estimate that "
-                 f"minimises squared error; {MODEL_ROW}: one decode with the paper's preset")
+        extra.append((mean_row(samples), runner.sampling(samples),
+                      f"{mean_row(samples)}: {samples} samples per clip drawn at temperature 1 (nucleus off) and "
+                      f"averaged in the target's geometry (poses: mean translation, chordal mean rotation), the "
+                      f"estimate that minimises squared error; {MODEL_ROW}: one decode with the paper's preset"))
     if expected:
-        timing_e = Timing()
-        out_e = runner.expectation().run(spec, inputs, batch_size=batch_size, timing=timing_e, progress=progress)
-        preds[EXPECTED_ROW], kinds[EXPECTED_ROW] = [spec.postprocess(o) for o in out_e], "model"
-        times[EXPECTED_ROW] = timing_e.total_s / n
-        ctx.note(f"{EXPECTED_ROW}: every {spec.target} token queried at once in one pass (the preset's guidance), and "
-                 f"the tokenizer decodes each token's expected code under the model's distribution (camera, gaze: "
-                 f"the mean code vector put back on the codebook's unit sphere; video: the mean level per FSQ "
-                 f"channel): a point estimate without sampling noise")
+        extra.append((EXPECTED_ROW, runner.expectation(),
+                      f"{EXPECTED_ROW}: every {spec.target} token queried at once in one pass (the preset's guidance), "
+                      f"and the tokenizer decodes each token's expected code under the model's distribution (camera, "
+                      f"gaze: the mean code vector put back on the codebook's unit sphere; video: the mean level per "
+                      f"FSQ channel): a point estimate without sampling noise"))
+    for row, variant, note in extra:
+        t = Timing()
+        out_v = variant.run(spec, inputs, batch_size=batch_size, timing=t, progress=progress)
+        preds[row], kinds[row], times[row] = [spec.postprocess(o) for o in out_v], "model", t.total_s / n
+        ctx.note(note)
 
     t0 = time.perf_counter()
     targets = clip_inputs(clips, (spec.target,), S)[spec.target]

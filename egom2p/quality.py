@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .demo import TASKS, CommandLine, DemoConfig, DataPaths, _run, build_data, evaluate_tasks, train_model
+from .evaluation import EXPECTED_ROW, MODEL_ROW, held_out_loss
 
 # (task, row key, label, lower is better)
 MAIN_METRICS = (("camera", "ate", "camera ATE (m)", True), ("camera", "rre", "camera RRE (deg)", True),
                 ("gaze", "mse", "gaze MSE", True), ("depth", "abs_rel", "depth AbsRel", True),
                 ("rgb", "psnr", "RGB PSNR (dB)", False), ("rgb", "ssim", "RGB SSIM", False))
-MODEL_ROW = "EgoM2P"
 # the model's estimates a learning-curve cell shows, when its evals have them: (collect key, what it is)
 ESTIMATES = (("model", "one decode with the paper's preset"), ("mean", "the mean of several samples (eval --samples)"),
              ("expected", "the decode of the expected code (eval --expected)"))
@@ -71,8 +71,6 @@ def subset_db(src: Path, dst: Path, fraction: float) -> int:
 
 def token_ce(run_dir: Path, full_db: Path, train_db: Path) -> dict:
     """{"val": held-out, "train": own training clips}: masked-token CE, mean over modalities, with per modality."""
-    from .evaluation import held_out_loss
-
     out = {}
     for split, db in (("val", full_db), ("train", train_db)):
         per_mod = held_out_loss(run_dir, db, split=split)
@@ -95,8 +93,9 @@ def collect(results: dict) -> dict:
     for task, key, _label, low in MAIN_METRICS:
         rows = results.get(task, {}).get("rows", [])
         model = next((r.get(key) for r in rows if r["method"] == MODEL_ROW), None)
-        mean = next((r.get(key) for r in rows if r["method"].startswith(f"{MODEL_ROW}, mean of ")), None)
-        expected = next((r.get(key) for r in rows if r["method"] == f"{MODEL_ROW}, expected code"), None)
+        mean = next((r.get(key) for r in rows
+                     if _kind(r) == "model" and r["method"] not in (MODEL_ROW, EXPECTED_ROW)), None)
+        expected = next((r.get(key) for r in rows if r["method"] == EXPECTED_ROW), None)
         ceiling = next((r.get(key) for r in rows if _kind(r) == "ceiling"), None)
         base = [(r.get(key), r["method"]) for r in rows if _kind(r) == "baseline" and r.get(key) is not None]
         best = (min if low else max)(base, default=(None, None), key=lambda b: b[0])

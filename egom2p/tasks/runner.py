@@ -208,7 +208,7 @@ class TaskRunner:
             probs = target_distribution(self.model, cond, task.target, guidance=get_config(cfg).guidance)
             _sync(self.device)
             t2 = time.perf_counter()
-            dec = self.tokenizer(task.target).decode_expected(probs.cpu().numpy())
+            dec = self.tokenizer(task.target).decode_expected(probs)
         else:
             tokens = self.generate_tokens(task, cond, cfg, gen, first)
             _sync(self.device)

@@ -34,7 +34,8 @@ class Tokenizer:
         raise NotImplementedError  # pragma: no cover - abstract
 
     def decode_expected(self, probs) -> np.ndarray:
-        """A distribution over the codes of each token, float [B, spec.num_tokens, vocab] -> the decode of its
+        """A distribution over the codes of each token, float [B, spec.num_tokens, vocab] (numpy, or a tensor on
+        any device) -> the decode of its
         expected code (the output format of :meth:`decode`). Only tokenizers whose decoder takes code vectors
         have it."""
         raise TokenizerError(f"the {self.modality} tokenizer ({self.identity.get('kind')}) decodes token ids only; "

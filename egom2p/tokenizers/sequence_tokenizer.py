@@ -61,7 +61,7 @@ class SequenceTokenizer(Tokenizer):
         return self.info.postprocess(self.decode_model_space(tokens), self.norm)
 
     def decode_expected(self, probs) -> np.ndarray:
-        p = torch.as_tensor(np.asarray(probs), dtype=torch.float32, device=self.device)
+        p = torch.as_tensor(probs, dtype=torch.float32, device=self.device)  # numpy or a tensor
         with torch.no_grad():
             out = self.model.decode_expected(p).float().cpu().numpy()
         return self.info.postprocess(out, self.norm)

@@ -84,6 +84,6 @@ class VideoTokenizer(Tokenizer):
     def decode_expected(self, probs) -> np.ndarray:
         if not hasattr(self.backend, "decode_expected"):  # e.g. a Cosmos decoder: a TorchScript of the ids
             return super().decode_expected(probs)
-        p = torch.as_tensor(np.asarray(probs), dtype=torch.float32).to(self.device)
+        p = torch.as_tensor(probs, dtype=torch.float32, device=self.device)  # numpy or a tensor
         video = self.backend.decode_expected(p.reshape(-1, *self.spec.token_grid, p.shape[-1]))
         return self.info.postprocess(video[:, :, : self.spec.frames].float().cpu().numpy(), None)
