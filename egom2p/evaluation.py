@@ -64,10 +64,13 @@ class EvalReport:
     predictions: dict | None = field(default=None, repr=False)
     rows_predictions: dict = field(default_factory=dict, repr=False)  # {method: [per clip]} (keep_predictions)
     truths: list = field(default_factory=list, repr=False)  # per-clip ground truth (keep_predictions)
+    # what the inputs are worth to the model: the target tokens' NLL (nats per token) on these clips given the
+    # task's inputs and given none, and their difference (:func:`token_information`)
+    information: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {"task": self.task, "num_clips": self.num_clips, "settings": self.settings, "rows": self.rows,
-                "comparison": self.comparison, "notes": self.notes}
+                "comparison": self.comparison, "information": self.information, "notes": self.notes}
 
     def row(self, method: str) -> dict:
         for r in self.rows:
@@ -277,6 +280,11 @@ def evaluate(runner: TaskRunner, task: str, clips: list, *, alignment: str = DEF
     ctx.note(f"{CEILING_ROW}: the ground truth encoded and decoded by the {spec.target} tokenizer and scored the same "
              f"way, i.e. a model that generates the ground-truth tokens (the ceiling of this table)")
 
+    information = token_information(runner, spec, inputs, targets, batch_size=max(batch_size, 8))
+    ctx.note(f"{spec.target} tokens' NLL: the ground truth encoded by the {spec.target} tokenizer, scored under the "
+             f"model's one-pass distribution (no guidance) given {', '.join(spec.inputs)} and given no input (the "
+             f"unconditional pass, the prior the model learnt); their difference is what the inputs are worth")
+
     for b in spec.baselines:
         state = None
         if b.fit is not None:
@@ -311,10 +319,22 @@ def evaluate(runner: TaskRunner, task: str, clips: list, *, alignment: str = DEF
     notes = spec.describe(ctx) + ctx.notes
     report = EvalReport(task, rows, n, notes, settings, compare(spec, rows),
                         predictions={"clip_ids": np.array([c.clip_id for c in clips]),
-                                     "prediction": np.stack([np.asarray(o) for o in out])})
+                                     "prediction": np.stack([np.asarray(o) for o in out])}, information=information)
     if keep_predictions:
         report.rows_predictions, report.truths = preds, truths
     return report
+
+
+def token_information(runner: TaskRunner, spec: TaskSpec, inputs: dict, targets: np.ndarray, batch_size: int = 8
+                      ) -> dict:
+    """What the task's inputs are worth to the model on these clips: the mean NLL (nats per token) of the
+    ground-truth target tokens given the inputs (``given_inputs``) and given none (``without_inputs``, the prior
+    the model learnt), and ``gain`` = without - given. A gain near 0 says the model predicts from its prior:
+    it matches the "mean training" baselines at best, whatever its tokenizer's ceiling."""
+    nll = runner.token_nll(spec, inputs, targets, batch_size=batch_size)
+    given, without = (float(v) for v in nll.mean(0))
+    return {"target": spec.target, "inputs": list(spec.inputs), "given_inputs": given, "without_inputs": without,
+            "gain": without - given, "clips": len(nll)}
 
 
 def score_reconstructions(modality: str, originals, reconstructions, meta=None, ctx: ScoreContext | None = None
@@ -411,6 +431,11 @@ def format_comparison(report: EvalReport) -> list[str]:
         ceil = f"; ceiling {_fmt(c['ceiling'], f)}" if c.get("ceiling") is not None else ""
         lines.append(f"{c['header']}: {c['method']} {f.format(c['model'])} vs best baseline {f.format(c['baseline'])} "
                      f"({c['best_baseline']}): {c['factor']:.2f}x {'better' if c['model_better'] else 'worse'}{ceil}")
+    info = report.information
+    if info:
+        lines.append(f"{info['target']} tokens' NLL: {info['given_inputs']:.3f} nats given {', '.join(info['inputs'])}, "
+                     f"{info['without_inputs']:.3f} without any input: the inputs are worth {info['gain']:.3f} nats "
+                     f"per token to the model")
     return lines
 
 

@@ -248,6 +248,27 @@ def target_distribution(model: EgoM2P, cond: dict[str, torch.Tensor], target: st
     return probs
 
 
+@torch.no_grad()
+def token_nll(model: EgoM2P, cond: dict[str, torch.Tensor], target: str, tokens: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Negative log-likelihood (nats per token, float [B]) of the ``target`` tokens [B, num_tokens] under the
+    one-pass distribution given ``cond``, and given no input at all (the unconditional pass of guidance:
+    the prior the model learnt). Their difference is what the inputs are worth to the model: about 0 for a
+    model that ignores them, however low its loss."""
+    B, visible, device = _conditioning(model, cond, [target])
+    n = model.registry[target].num_tokens
+    if tokens.shape != (B, n):
+        raise ValueError(f"{target} tokens have shape {tuple(tokens.shape)}, expected ({B}, {n})")
+    query = torch.arange(n, device=device).expand(B, n)
+    labels = tokens.to(device).long()[..., None]
+    was_training = model.training
+    model.eval()
+    nll = [-_guided_logits(model, seen, [], target, query, 0.0, B, device).log_softmax(-1).gather(-1, labels)
+           .squeeze(-1).mean(1) for seen in (visible, [])]
+    model.train(was_training)
+    return nll[0], nll[1]
+
+
 def _decode_one(model, visible, tgt, cfg, B, device, generator) -> torch.Tensor:
     n = model.registry[tgt].num_tokens
     counts = tokens_per_step(n, cfg.steps_for(tgt), cfg.step_schedule)

@@ -108,7 +108,7 @@ def write_curve(out: Path, points: list[dict]) -> tuple[Path, Path, Path]:
     """``learning_curve.{json,md,png}`` from [{"fraction", "train_clips", "metrics": collect(...)}]."""
     fmt = lambda v, label: "n/a" if v is None else (f"{v:.2f}" if "PSNR" in label or "RRE" in label else f"{v:.4f}")
     heads = ["training clips"] + [label + (" ↓" if low else " ↑") for _, _, label, low in MAIN_METRICS]
-    heads += ["token CE held-out / train ↓"]
+    heads += ["token CE held-out / train ↓", "inputs' worth (nats) " + " / ".join(TASKS) + " ↑"]
     lines = ["| " + " | ".join(heads) + " |", "|" + "|".join(["---:"] * len(heads)) + "|"]
     shown = [(e, what) for e, what in ESTIMATES
              if e == "model" or any(v.get(e) is not None for p in points for v in p["metrics"].values())]
@@ -117,18 +117,23 @@ def write_curve(out: Path, points: list[dict]) -> tuple[Path, Path, Path]:
         cells += [" / ".join(fmt(p["metrics"][(t, k)].get(e), label) for e, _ in shown) for t, k, label, _ in MAIN_METRICS]
         loss = p.get("token_ce") or {}
         cells.append(" / ".join("n/a" if loss.get(s) is None else f"{loss[s]:.3f}" for s in ("val", "train")))
+        gain = p.get("inputs_gain") or {}
+        cells.append(" / ".join("n/a" if gain.get(t) is None else f"{gain[t]:.3f}" for t in TASKS))
         lines.append("| " + " | ".join(cells) + " |")
     last = points[-1]["metrics"]
     lines.append("| best baseline | " + " | ".join(
         f"{fmt(last[(t, k)]['baseline'], label)} ({last[(t, k)]['baseline_name']})" for t, k, label, _ in MAIN_METRICS)
-        + " | |")
+        + " | | |")
     lines.append("| tokenizer round trip | " + " | ".join(fmt(last[(t, k)]["ceiling"], label)
-                                                        for t, k, label, _ in MAIN_METRICS) + " | |")
+                                                        for t, k, label, _ in MAIN_METRICS) + " | | |")
     if len(shown) > 1:
         lines += ["", "EgoM2P cells: " + " / ".join(what for _, what in shown) + "."]
     lines += ["", "Token CE: the masked-token cross-entropy (nats, mean over modalities) of each run on the held-out "
               "clips of the full token DB and on its own training clips, under its training masking: the gap "
-              "between the two is over-fitting."]
+              "between the two is over-fitting.",
+              "", "Inputs' worth: per task, the held-out target tokens' NLL without any input minus their NLL given the "
+              "task's inputs (nats per token, from each eval table): about 0 for a model that predicts from its prior "
+              "and ignores its inputs."]
     md = out / "learning_curve.md"
     md.write_text("## EgoM2P tiny: held-out main metrics vs training data\n\n" + "\n".join(lines) + "\n")
     js = out / "learning_curve.json"
@@ -155,7 +160,15 @@ def _plot(path: Path, points: list[dict]) -> None:
     ax.set_xscale("log", base=2)
     ax.set(xlabel="training clips", title="masked-token cross-entropy (nats)")
     ax.legend(fontsize=7)
-    axes.ravel()[-2].axis("off")
+    ax = axes.ravel()[-2]
+    for t in TASKS:
+        y = [(p.get("inputs_gain") or {}).get(t) for p in points]
+        if all(v is not None for v in y):
+            ax.plot(x, y, "o-", label=t)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="training clips", title="what the inputs are worth (nats / target token)")
+    ax.legend(fontsize=7)
     for ax, (t, k, label, low) in zip(axes.ravel(), MAIN_METRICS):
         for e, what in ESTIMATES:
             y = [p["metrics"][(t, k)].get(e) for p in points]
@@ -197,7 +210,8 @@ def run_quality(cfg: QualityConfig, egom2p: CommandLine) -> Path:
         results = evaluate_tasks(run_dir, data, out / "eval" / tag, cfg.eval_limit, egom2p, cfg.samples,
                                    cfg.expected)
         points.append({"fraction": frac, "train_clips": n, "run": str(run_dir), "metrics": collect(results),
-                       "token_ce": token_ce(run_dir, data.db, db)})
+                       "token_ce": token_ce(run_dir, data.db, db),
+                       "inputs_gain": {t: r.get("information", {}).get("gain") for t, r in results.items()}})
     md, js, png = write_curve(out, points)
     print("\n" + md.read_text())
     print(f"[quality] finished in {(time.perf_counter() - t0) / 60:.1f} min; wrote {md}, {js}, {png}")

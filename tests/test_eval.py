@@ -40,8 +40,15 @@ def clips_table(tmp_path_factory):
     return path
 
 
+def _oracle_nll(self, task, inputs, targets, batch_size=8):
+    """A model that knows the truth given its inputs (0 nats) and nothing without them (log 64 nats)."""
+    return np.tile([0.0, np.log(64.0)], (len(targets), 1))
+
+
 class OracleRunner(TaskRunner):
     """Returns the ground truth of the clips it was given (plus noise) instead of generating."""
+
+    token_nll = _oracle_nll
 
     def __init__(self, clips, noise=0.0, tokenizers=None):
         super().__init__(model=None, registry=get_registry("tiny"), tokenizers=tokenizers or _stand_ins())
@@ -165,12 +172,20 @@ def test_camera_table_with_ceiling_and_baselines(clips_table, tmp_path):
     assert any("training statistics" in n and "1 train-split clips" in n for n in rep.notes)
     lines = E.format_comparison(rep)
     assert lines[0].startswith("ATE (m): EgoM2P") and "x better" in lines[1]
+    # what the inputs are worth to the model, one line after the comparisons
+    info = rep.information
+    assert info["target"] == "cam" and info["inputs"] == ["rgb"] and info["clips"] == 3
+    assert info["given_inputs"] == 0 and info["gain"] == pytest.approx(np.log(64.0))
+    assert lines[-1] == f"cam tokens' NLL: 0.000 nats given rgb, {np.log(64):.3f} without any input: the inputs are worth " \
+                        f"{np.log(64):.3f} nats per token to the model"
+    assert any("unconditional pass" in n for n in rep.notes)
     paths = E.write_report(rep, tmp_path)
     data = json.loads(open(paths["json"]).read())
     assert data["task"] == "camera" and data["settings"]["alignment"] == "sim3" and len(data["rows"]) == 5
     assert data["comparison"][0]["metric"] == "ate" and data["settings"]["training_statistics"] == source
     md = open(paths["markdown"]).read()
     assert md.count("\n|---|") == 1 and "| EgoM2P |" in md and "| tokenizer round trip |" in md and "x better" in md
+    assert data["information"]["gain"] == pytest.approx(np.log(64.0)) and "the inputs are worth 4.159 nats" in md
 
 
 def test_baselines_needing_training_data_are_reported_missing(clips_table):
@@ -248,6 +263,8 @@ def test_rgb_table_with_and_without_perceptual_weights(clips_table, tmp_path):
 class PerfectRunner(TaskRunner):
     """A model that generates exactly the ground-truth tokens of each clip's target."""
 
+    token_nll = _oracle_nll
+
     def __init__(self, clips, tokenizers):
         super().__init__(model=None, registry=get_registry("tiny"), tokenizers=tokenizers)
         self.clips = clips
@@ -288,6 +305,9 @@ def test_eval_cli_reports_bad_input(clips_table, tmp_path, capsys):
 class _Drawn(TaskRunner):
     """The real run loop (and ``samples`` averaging); each generation is a fresh draw of tokens from the
     runner's generator instead of the model."""
+
+    def token_nll(self, task, inputs, targets, batch_size=8):  # uniform draws: log 64 nats, inputs or not
+        return np.full((len(targets), 2), np.log(64.0))
 
     def generate_tokens(self, task, cond, cfg, generator, first):
         spec = self.registry[task.target]

@@ -154,3 +154,22 @@ def test_target_distribution_is_the_one_pass_marginal_of_generate(untrained, tra
     assert p.gather(-1, truth[..., None]).mean() > 10 / 64
     with pytest.raises(ValueError, match="both conditioning and targets"):
         target_distribution(trained, {"cam": truth}, "cam")
+
+
+def test_token_nll_measures_what_the_conditioning_is_worth(untrained, trained):
+    from egom2p.generate import target_distribution, token_nll
+
+    gaze = (torch.arange(16)[:, None] * 4 + torch.arange(30)) % 64
+    truth = torch.as_tensor(cam_from_gaze(gaze.numpy(), 64))
+    given, without = token_nll(trained, {"gaze": gaze}, "cam", truth)
+    assert given.shape == without.shape == (16,)
+    # the same numbers as the one-pass distribution (no guidance) read at the true codes
+    p = target_distribution(trained, {"gaze": gaze}, "cam", guidance=0.0)
+    assert torch.allclose(given, -p.gather(-1, truth[..., None]).log().squeeze(-1).mean(1), atol=1e-4)
+    # trained on cam = f(gaze): the gaze tokens are worth nats per token; without them the model is near chance
+    assert (without - given).mean() > 1.0 and without.mean() > given.mean()
+    # a model that never learnt to use its inputs: both are about log(64) and their difference about 0
+    g_u, w_u = token_nll(untrained, {"gaze": gaze}, "cam", truth)
+    assert abs(float((w_u - g_u).mean())) < 0.1 and abs(float(g_u.mean()) - float(torch.log(torch.tensor(64.0)))) < 0.5
+    with pytest.raises(ValueError, match="expected \\(16, 30\\)"):
+        token_nll(trained, {"gaze": gaze}, "cam", truth[:, :10])

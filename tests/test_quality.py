@@ -76,6 +76,15 @@ def test_learning_curve_table_and_plot(tmp_path):
     text = md.read_text()
     assert "| 36 (0.25) | 0.3000 / 0.2700 | 3.00 / 2.70 | 0.0200 / 0.0180 |" in text
     assert "EgoM2P cells: one decode with the paper's preset / the decode of the expected code" in text
+    assert text.count("| n/a / n/a / n/a / n/a |") == 3  # no inputs' worth in these evals
+    # what the inputs are worth to each run (its eval tables' information), a column and a panel of the plot
+    for p, g in zip(pts, (0.01, 0.05, 0.2)):
+        p["inputs_gain"] = {"camera": g, "gaze": 2 * g, "depth": -g, "rgb": None}
+    md, js, png = write_curve(tmp_path, pts)
+    text = md.read_text()
+    assert "inputs' worth (nats) camera / gaze / depth / rgb ↑ |" in text
+    assert "| 0.200 / 0.400 / -0.200 / n/a |" in text and "minus their NLL given" in text
+    assert json.loads(js.read_text())[2]["inputs_gain"]["gaze"] == 0.4 and png.stat().st_size > 10_000
     rows = {m: {"mse": 0.01} for m in ("EgoM2P", "EgoM2P, mean of 8 samples", "EgoM2P, expected code")}
     got = collect({"gaze": _report("gaze", rows | {"EgoM2P, expected code": {"mse": 0.005}})})[("gaze", "mse")]
     assert (got["model"], got["mean"], got["expected"]) == (0.01, 0.01, 0.005)

@@ -199,6 +199,18 @@ def test_expected_code_in_predict_and_eval(pipeline, tmp_path, monkeypatch):
     assert 0 <= rows["EgoM2P, expected code"]["mse"] < 1
     assert [c["method"] for c in data["comparison"]] == ["EgoM2P", "EgoM2P, expected code"]
     assert "expected code" in (tmp_path / "eval_gaze.md").read_text()
+    # what the rgb tokens are worth to the model: the mean of the runner's per-clip NLLs given them and without
+    from egom2p.evaluation import select_clips
+    from egom2p.tasks.inputs import clip_inputs
+
+    info = data["information"]
+    clips = select_clips([str(pipeline["table"])], "gaze", limit=2)[0]
+    truth = clip_inputs(clips, ("gaze",), runner.image_size())["gaze"]
+    nll = runner.token_nll("gaze", clip_inputs(clips, ("rgb",), runner.image_size()), truth)
+    assert nll.shape == (2, 2) and (nll > 0).all() and info["clips"] == 2
+    assert info["given_inputs"] == pytest.approx(nll[:, 0].mean(), rel=1e-4)
+    assert info["gain"] == pytest.approx(nll[:, 1].mean() - nll[:, 0].mean(), abs=1e-4)
+    assert "gaze tokens' NLL" in (tmp_path / "eval_gaze.md").read_text()
 
 
 def test_predict_depth_on_a_long_video_is_one_even_8fps_timeline(pipeline, tmp_path):

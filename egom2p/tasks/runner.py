@@ -157,6 +157,29 @@ class TaskRunner:
         return np.concatenate([np.asarray(tok.decode(tok.encode(x[i:i + batch_size])))
                                for i in range(0, len(x), batch_size)], 0)
 
+    def token_nll(self, task: TaskSpec | str, inputs: dict[str, np.ndarray], targets: np.ndarray,
+                  batch_size: int = 8) -> np.ndarray:
+        """float [W, 2]: per window, the NLL (nats per token) of the tokens of ``targets`` (the task's target,
+        standard-clip arrays [W, 60, ...], encoded by its tokenizer) given the task's ``inputs``, and given
+        no input (:func:`egom2p.generate.token_nll`)."""
+        import torch
+
+        from ..generate import token_nll
+
+        task = _task(task)
+        out = []
+        for i in range(0, len(targets), batch_size):
+            cond = {m: self._encode(m, inputs[m][i:i + batch_size]) for m in task.inputs}
+            given, without = token_nll(self.model, cond, task.target,
+                                       self._encode(task.target, targets[i:i + batch_size]))
+            out.append(torch.stack([given, without], 1).cpu().numpy())
+        return np.concatenate(out, 0)
+
+    def _encode(self, modality: str, x: np.ndarray):
+        import torch
+
+        return torch.as_tensor(np.asarray(self.tokenizer(modality).encode(x)), dtype=torch.long, device=self.device)
+
     def run(self, task: TaskSpec | str, inputs: dict[str, np.ndarray], batch_size: int = 8,
             timing: Timing | None = None, progress: bool = False) -> np.ndarray:
         """Windows of standard-clip inputs {modality: [W, 60, ...]} -> decoded target for each window.
@@ -183,10 +206,7 @@ class TaskRunner:
             rng = tqdm(rng, desc=f"{task.name} windows", unit="batch")
         for i in rng:
             t0 = time.perf_counter()
-            cond = {}
-            for m in task.inputs:
-                tok = self.tokenizer(m).encode(inputs[m][i:i + batch_size])
-                cond[m] = torch.as_tensor(np.asarray(tok), dtype=torch.long, device=self.device)
+            cond = {m: self._encode(m, inputs[m][i:i + batch_size]) for m in task.inputs}
             _sync(self.device)
             timing.encode_s += time.perf_counter() - t0
             k = max(1, self.samples)  # the samples of a batch go through the model as one batch, k blocks
