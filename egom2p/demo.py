@@ -31,7 +31,9 @@ class DemoConfig:
     out: Path = Path("demo_out")
     # Sized to finish well inside 15 min on 2 CPU cores (measured 9.3: render 48 s, curate 40 s, cam/gaze
     # tokenizers 27 + 25 s, video tokenizer on both cores 144 s (290 s at one thread), tokenize 35 s, EgoM2P
-    # 180 s, four evals of 48 clips with the expected-code row 60 s (190 s with 8 samples instead)).
+    # 180 s, four evals of 48 clips with the expected-code row 60 s (190 s with 8 samples instead); 11.8 on a
+    # slower day, evals with the inputs' worth 77 s). 72 sequences and 2500 steps took 14.1 min and scored no
+    # better (README), so the margin stays unspent.
     # 48 sequences rather than 12: the data steps are cheap
     # (render + curate + tokenize of 192 clips took 2.7 min) and, measured on the same 12 held-out clips
     # at 1500 steps, 144 training clips instead of 36 took the held-out masked-token CE from
