@@ -330,7 +330,8 @@ def token_information(runner: TaskRunner, spec: TaskSpec, inputs: dict, targets:
     """What the task's inputs are worth to the model on these clips: the mean NLL (nats per token) of the
     ground-truth target tokens given the inputs (``given_inputs``) and given none (``without_inputs``, the prior
     the model learnt), and ``gain`` = without - given. A gain near 0 says the model predicts from its prior:
-    it matches the "mean training" baselines at best, whatever its tokenizer's ceiling."""
+    it matches the "mean training" baselines at best, whatever its tokenizer's ceiling. The "without" pass is a
+    trained prior only for a model trained with ``data.empty_input_prob`` > 0 (0.05 in both presets)."""
     nll = runner.token_nll(spec, inputs, targets, batch_size=batch_size)
     given, without = (float(v) for v in nll.mean(0))
     return {"target": spec.target, "inputs": list(spec.inputs), "given_inputs": given, "without_inputs": without,
