@@ -161,14 +161,17 @@ def _plot(path: Path, points: list[dict]) -> None:
     ax.set(xlabel="training clips", title="masked-token cross-entropy (nats)")
     ax.legend(fontsize=7)
     ax = axes.ravel()[-2]
-    for t in TASKS:
-        y = [(p.get("inputs_gain") or {}).get(t) for p in points]
-        if all(v is not None for v in y):
+    gains = {t: [(p.get("inputs_gain") or {}).get(t) for p in points] for t in TASKS}
+    gains = {t: y for t, y in gains.items() if all(v is not None for v in y)}
+    if not gains:  # eval tables from before the inputs' worth
+        ax.axis("off")
+    else:
+        for t, y in gains.items():
             ax.plot(x, y, "o-", label=t)
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xscale("log", base=2)
-    ax.set(xlabel="training clips", title="what the inputs are worth (nats / target token)")
-    ax.legend(fontsize=7)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set(xlabel="training clips", title="what the inputs are worth (nats / target token)")
+        ax.legend(fontsize=7)
     for ax, (t, k, label, low) in zip(axes.ravel(), MAIN_METRICS):
         for e, what in ESTIMATES:
             y = [p["metrics"][(t, k)].get(e) for p in points]
