@@ -611,7 +611,8 @@ def save(segments: list[Segment], path, point_stride: int = 4) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rec = rr.RecordingStream("egom2p")
-    rec.save(path, default_blueprint=blueprint(segments))
+    rec.save(path)
+    _send_layout(rec, segments)
     record(segments, rec, point_stride)
     _flush(rec, str(path))
     rec.disconnect()
@@ -628,21 +629,32 @@ def show(segments: list[Segment], mode: str = "spawn", url: str | None = None, p
     import rerun as rr
 
     rec = rr.RecordingStream("egom2p")
-    bp = blueprint(segments)
     where = None
     if mode == "spawn":
-        rec.spawn(default_blueprint=bp)
+        rec.spawn()
     elif mode == "connect":
-        rec.connect_grpc(url, default_blueprint=bp)
+        rec.connect_grpc(url)
         where = url
     elif mode == "serve":
-        where = rec.serve_grpc(grpc_port=grpc_port, default_blueprint=bp)
+        where = rec.serve_grpc(grpc_port=grpc_port)
         rr.serve_web_viewer(web_port=web_port, open_browser=False, connect_to=where)
     else:
         raise ViewError(f"unknown viewer mode {mode!r} (spawn, serve, connect)")
+    _send_layout(rec, segments)
     record(segments, rec, point_stride)
     _flush(rec, where or "the viewer")
     return rec, where
+
+
+def _send_layout(rec, segments: list[Segment]) -> None:
+    """Send ``blueprint(segments)`` as the default layout, once ``rec``'s sink is set.
+
+    Never as the sink's ``default_blueprint``: rerun 0.33's save/serve_grpc/connect_grpc keep the GIL
+    while they hand that blueprint to the new sink, whose worker thread needs the GIL to free the
+    blueprint's Python-owned arrays, so now and then both wait forever (gdb: ``set_sink`` waiting on the
+    forwarding thread, a tokio worker in ``PyGILState_Ensure``).
+    """
+    rec.send_blueprint(blueprint(segments), make_active=False, make_default=True)
 
 
 FLUSH_TIMEOUT_S = 60.0

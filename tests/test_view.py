@@ -67,6 +67,10 @@ def test_clip_recording_entities_frames_and_values(tmp_path, table):
     assert "Pinhole:image_from_camera" in s["world/gt/camera"]["components"]
     assert "DepthImage:colormap" in s["depth/gt"]["components"]
     assert s["world/gt/trajectory"]["frames"] == 1 and s["world"]["static"]
+    from rerun.experimental import RrdReader
+
+    # the layout travels in the file as the application's blueprint
+    assert [(b.kind, b.application_id) for b in RrdReader(rrd).blueprints()] == [("blueprint", "egom2p")]
     clip = clips["egogen/s0/000020"]
     # the camera pose and the gaze pixel of frame 30 are the clip's
     t = values(rrd, "world/gt/camera", "Transform3D:translation", 30)
@@ -196,8 +200,10 @@ def test_view_errors_are_one_line(tmp_path, table, capsys):
 
 
 SERVE_SCRIPT = """
-import socket, sys
+import faulthandler, socket, sys
 from egom2p import view
+
+faulthandler.dump_traceback_later(150, exit=True)  # a hang fails with the Python stacks, inside the 180 s
 
 def free_port():
     with socket.socket() as s:
