@@ -354,5 +354,5 @@ def test_vqvae_velocity_term_penalises_jitter():
         if vel:
             rec, _, commit = m(x)
             dv = (rec[:, 1:] - rec[:, :-1]) - (x[:, 1:] - x[:, :-1])
-            expect = st["rec"] + 0.25 * float(commit) + vel * float((dv**2).mean())
-            assert float(loss) == pytest.approx(expect, rel=1e-5)
+            expect = st["rec"] + 0.25 * commit.item() + vel * (dv**2).mean().item()
+            assert loss.item() == pytest.approx(expect, rel=1e-5)
