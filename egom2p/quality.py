@@ -187,7 +187,7 @@ def _plot(path: Path, points: list[dict]) -> None:
             ax.axhline(last["ceiling"], color="tab:green", ls=":", label="tokenizer round trip")
         ax.set_xscale("log", base=2)
         ax.set(xlabel="training clips", title=label + (" (lower is better)" if low else " (higher is better)"))
-        if ax.lines:  # a metric no run reports (RGB PSNR without an RGB eval) is an empty panel
+        if ax.lines:  # a metric with no eval table behind it is an empty panel
             ax.legend(fontsize=7)
     fig.suptitle("EgoM2P tiny on held-out clips: more training data")
     fig.tight_layout()
