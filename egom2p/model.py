@@ -58,6 +58,9 @@ class ModelConfig:
     mlp_ratio: float = 4.0  # SwiGLU hidden = 2/3 * mlp_ratio * dim (rounded to a multiple of 8)
     registry: str = "base"  # which modality registry the vocabularies come from
     init_std: float = 0.02
+    # factor on the fixed sin-cos positions: at 1.0 their rows have norm sqrt(dim / 2), 10-20x a trained tiny
+    # token embedding; below 1 a token's content weighs more in the sum (README, experiments table)
+    pos_scale: float = 1.0
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -306,7 +309,7 @@ class EgoM2P(nn.Module):
         # fixed sin-cos positions of every modality, concatenated: pos_offset[m] + position -> row
         tables = [position_table(registry[m].token_grid, D) for m in self.modalities]
         offsets = torch.tensor([0] + [t.shape[0] for t in tables[:-1]]).cumsum(0)
-        self.register_buffer("pos_table", torch.cat(tables), persistent=False)  # [sum_m N_m, D]
+        self.register_buffer("pos_table", torch.cat(tables) * cfg.pos_scale, persistent=False)  # [sum_m N_m, D]
         self.register_buffer("pos_offset", offsets, persistent=False)  # [M]
         self.encoder = nn.ModuleList([EncoderBlock(cfg) for _ in range(cfg.encoder_layers)])
         self.decoder = nn.ModuleList([DecoderBlock(cfg) for _ in range(cfg.decoder_layers)])

@@ -50,6 +50,21 @@ def test_sincos_positions():
     assert torch.equal(g[:, :, 5, 32:], g[0, 0, 5, 32:].expand(5, 8, 16))
 
 
+def test_pos_scale_scales_the_fixed_positions_and_nothing_else():
+    reg = get_registry("tiny")
+    torch.manual_seed(0)
+    plain = EgoM2P(TINY, reg)
+    cfg = ModelConfig.from_dict({**TINY.to_dict(), "pos_scale": 0.1})  # as a checkpoint's state.json rebuilds it
+    torch.manual_seed(0)
+    scaled = EgoM2P(cfg, reg)
+    assert cfg.pos_scale == 0.1 and ModelConfig.from_dict(TINY.to_dict()).pos_scale == 1.0
+    assert torch.allclose(scaled.pos_table, 0.1 * plain.pos_table)
+    for (name, p), q in zip(plain.named_parameters(), scaled.parameters()):
+        assert torch.equal(p, q), name  # same initial weights: only the positions' weight in the sum changes
+    batch = _batch(plain)
+    assert not torch.allclose(plain.eval().hidden(batch), scaled.eval().hidden(batch))
+
+
 def test_masks():
     mod = torch.tensor([[0, 0, 1, 2]])
     valid = torch.tensor([[True, True, True, False]])
